@@ -1,0 +1,8 @@
+//! csr-warden decides Kubernetes CertificateSigningRequests by policy.
+//!
+//! The decision core is pure: [`csr`] extracts the facts of a PKCS#10 request, [`policy`]
+//! evaluates them with the Kubernetes fields of the request against a set of policies. The CLI
+//! (and later the admission webhook and the approver) are thin adapters around it.
+#![forbid(unsafe_code)]
+
+pub mod csr;
