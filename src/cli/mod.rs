@@ -1,0 +1,43 @@
+//! The command line: argument definitions and the commands that are not servers.
+
+pub mod check;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// csr-warden decides Kubernetes CertificateSigningRequests by policy.
+#[derive(Debug, Parser)]
+#[command(name = "csr-warden", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Decide requests offline against the policies and explain each decision.
+    Check(check::CheckArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Text,
+    Json,
+}
+
+/// A command-line problem: reported on stderr, exit code 2.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error("{0}")]
+    Usage(String),
+    #[error("invalid policies:\n{0}")]
+    Policies(#[from] crate::policy::LoadErrors),
+    #[error("writing output: {0}")]
+    Output(#[from] std::io::Error),
+}
+
+/// Default policy directory, relative to the working directory.
+pub fn default_policies() -> PathBuf {
+    PathBuf::from("policies")
+}
