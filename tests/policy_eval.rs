@@ -685,3 +685,78 @@ fn evaluation_only_looks_at_policies_for_the_signer() {
     assert!(set.governs_signer("s7.example/x"));
     assert!(!set.governs_signer("s7.example/y"));
 }
+
+#[test]
+fn kubelet_signer_rules_match_kube_controller_manager() {
+    let open = "  subject:\n    commonName:\n      patterns: ['.*']\n    organization:\n      patterns: ['.*']\n  subjectAltNames:\n    dnsNames:\n      patterns: ['.*']";
+    for (signer, purpose) in [
+        ("kubernetes.io/kubelet-serving", "server auth"),
+        ("kubernetes.io/kube-apiserver-client-kubelet", "client auth"),
+    ] {
+        let set = policies(&approve("p", open).replace(SIGNER, signer));
+        let input = |subject, sans, usages: &[&str]| {
+            let mut i = review(facts(subject, sans), "system:node:w", &[], usages);
+            i.spec.signer_name = signer.into();
+            i
+        };
+        let node = || vec![cn("system:node:w"), o("system:nodes")];
+        let dns = || {
+            if purpose == "server auth" {
+                vec![San::Dns("w".into())]
+            } else {
+                vec![]
+            }
+        };
+        // Both usage sets are accepted, in any order.
+        for usages in [
+            &[purpose, "digital signature"][..],
+            &["key encipherment", purpose, "digital signature"][..],
+        ] {
+            let d = set.evaluate(&input(node(), dns(), usages));
+            assert_eq!(
+                d.verdict(),
+                Verdict::Approve,
+                "{signer} {usages:?}: {:?}",
+                d.reason_strings()
+            );
+        }
+        let (v, why) = reasons(&set, &input(node(), dns(), &[purpose]));
+        assert_eq!(v, Verdict::Deny);
+        assert!(
+            why.contains(&format!("signer {signer} requires usages exactly")),
+            "{why}"
+        );
+        let (_, why) = reasons(
+            &set,
+            &input(
+                vec![cn("w"), o("devs")],
+                dns(),
+                &[purpose, "digital signature"],
+            ),
+        );
+        assert!(why.contains("requires O exactly \"system:nodes\""), "{why}");
+        assert!(
+            why.contains("requires CN to start with \"system:node:\""),
+            "{why}"
+        );
+    }
+    // Client certificates for kubelets carry no SANs.
+    let set = policies(
+        &approve("p", open).replace(SIGNER, "kubernetes.io/kube-apiserver-client-kubelet"),
+    );
+    let mut i = review(
+        facts(
+            vec![cn("system:node:w"), o("system:nodes")],
+            vec![San::Dns("w".into())],
+        ),
+        "system:node:w",
+        &[],
+        &["client auth", "digital signature"],
+    );
+    i.spec.signer_name = "kubernetes.io/kube-apiserver-client-kubelet".into();
+    let (_, why) = reasons(&set, &i);
+    assert!(
+        why.contains("refuses DNS, email, IP and URI subject alternative names"),
+        "{why}"
+    );
+}

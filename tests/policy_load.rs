@@ -54,9 +54,17 @@ fn wrong_type_is_an_error() {
     let text = HEAD.replace("[example.com/x]", "7");
     let e = errors(&[("a.yaml", &text)]);
     assert!(e.starts_with("a.yaml:8: "), "{e}");
+    assert!(
+        e.ends_with("in `signerNames: 7`"),
+        "the field and value are quoted: {e}"
+    );
     let text = HEAD.replace("approve", "maybe");
     let e = errors(&[("a.yaml", &text)]);
     assert!(e.contains("a.yaml:6"), "{e}");
+    assert!(e.contains("`action: maybe`"), "{e}");
+    let text = HEAD.replace("  action: approve\n", "");
+    let e = errors(&[("a.yaml", &text)]);
+    assert!(e.contains("missing field `action`"), "{e}");
 }
 
 #[test]

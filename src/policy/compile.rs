@@ -196,7 +196,7 @@ pub fn compile(sources: &[Source]) -> Result<PolicySet, LoadErrors> {
         let docs: Vec<schema::PolicyDocument> = match serde_saphyr::from_multiple(&source.text) {
             Ok(docs) => docs,
             Err(e) => {
-                errors.push(yaml_error(&source.path, &e));
+                errors.push(yaml_error(source, &e));
                 continue;
             }
         };
@@ -249,20 +249,36 @@ fn digest(sources: &[Source]) -> String {
     format!("sha256:{}", crate::csr::hex(&hasher.finalize()))
 }
 
-fn yaml_error(file: &str, e: &serde_saphyr::Error) -> LoadError {
+fn yaml_error(source: &Source, e: &serde_saphyr::Error) -> LoadError {
     let line = e.location().map(|l| l.line()).filter(|l| *l > 0);
     let message = e.to_string();
     // The error's text may carry a severity word, the position and a source snippet: keep the
     // sentence (the position is reported separately).
     let first = message.lines().next().unwrap_or("invalid YAML").trim();
     let first = first.strip_prefix("error: ").unwrap_or(first);
-    let first = match first.strip_prefix("line ") {
+    let mut first = match first.strip_prefix("line ") {
         Some(rest) => rest.split_once(": ").map_or(first, |(_, msg)| msg),
         None => first,
     }
     .to_string();
+    // Type errors do not name the field: quote the offending line, which names field and value.
+    let offending = line
+        .and_then(|l| {
+            source
+                .text
+                .lines()
+                .nth(usize::try_from(l).ok()?.checked_sub(1)?)
+        })
+        .map(str::trim)
+        .filter(|l| !l.is_empty());
+    if let Some(text) = offending
+        && !first.starts_with("missing field")
+        && !first.starts_with("unknown field")
+    {
+        first = format!("{first} in `{text}`");
+    }
     LoadError {
-        file: file.to_string(),
+        file: source.path.clone(),
         line,
         field: None,
         message: first,

@@ -157,8 +157,21 @@ fn signer_rules(facts: &CsrFacts, spec: &CsrSpec) -> Vec<String> {
     let signer = spec.signer_name.as_str();
     let mut out = Vec::new();
     let usages: Vec<&str> = spec.usages.iter().map(String::as_str).collect();
-    let set_eq = |want: &[&str]| {
-        usages.iter().all(|u| want.contains(u)) && want.iter().all(|w| usages.contains(w))
+    // The kubelet signers take exactly {digital signature, <purpose>}, with or without key
+    // encipherment (kubelets stopped asking for it for non-RSA keys in 1.27), in any order.
+    let kubelet_usages = |out: &mut Vec<String>, purpose: &str| {
+        let optional = "key encipherment";
+        let exact = usages.contains(&"digital signature")
+            && usages.contains(&purpose)
+            && usages
+                .iter()
+                .all(|u| ["digital signature", purpose, optional].contains(u));
+        if !exact {
+            out.push(format!(
+                "signer {signer} requires usages exactly \"digital signature\", \"{purpose}\" \
+                 and optionally \"{optional}\", got {usages:?}"
+            ));
+        }
     };
     let kubelet_identity = |out: &mut Vec<String>| {
         let orgs: Vec<&str> = facts.subject_values(ORGANIZATION).collect();
@@ -203,14 +216,7 @@ fn signer_rules(facts: &CsrFacts, spec: &CsrSpec) -> Vec<String> {
                     "signer {signer} refuses DNS, email, IP and URI subject alternative names"
                 ));
             }
-            if !set_eq(&["digital signature", "key encipherment", "client auth"])
-                && !set_eq(&["digital signature", "client auth"])
-            {
-                out.push(format!(
-                    "signer {signer} requires usages exactly \"digital signature\", \"client \
-                     auth\" and optionally \"key encipherment\", got {usages:?}"
-                ));
-            }
+            kubelet_usages(&mut out, "client auth");
         }
         KUBELET_SERVING => {
             kubelet_identity(&mut out);
@@ -232,14 +238,7 @@ fn signer_rules(facts: &CsrFacts, spec: &CsrSpec) -> Vec<String> {
                     "signer {signer} requires at least one DNS or IP subject alternative name"
                 ));
             }
-            if !set_eq(&["digital signature", "key encipherment", "server auth"])
-                && !set_eq(&["digital signature", "server auth"])
-            {
-                out.push(format!(
-                    "signer {signer} requires usages exactly \"digital signature\", \"server \
-                     auth\" and optionally \"key encipherment\", got {usages:?}"
-                ));
-            }
+            kubelet_usages(&mut out, "server auth");
         }
         _ => {}
     }
