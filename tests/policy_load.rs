@@ -165,3 +165,27 @@ fn directory_skips_hidden_entries_and_test_suites() {
         .to_string();
     assert!(missing.contains("nope"), "{missing}");
 }
+
+/// The README's reference policy (every field) loads, as an approve and as a deny policy.
+#[test]
+fn readme_reference_loads() {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let block = readme
+        .split("### Reference")
+        .nth(1)
+        .and_then(|s| s.split("```yaml\n").nth(1))
+        .and_then(|s| s.split("```").next())
+        .expect("reference block in README");
+    let (approve, deny_part) = block.split_once("  # Deny policies").unwrap();
+    let head = approve.split("  # Approve policies").next().unwrap();
+    let deny = format!(
+        "{}  denyWhen:{}",
+        head.replace("action: approve", "action: deny")
+            .replace("name: kubelet-serving", "name: deny-reference"),
+        deny_part.split_once("  denyWhen:").unwrap().1
+    );
+    let set =
+        load(&[("approve.yaml", approve), ("deny.yaml", &deny)]).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(set.policies().len(), 2);
+}

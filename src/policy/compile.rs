@@ -862,7 +862,7 @@ fn compile_sans(ctx: &mut Ctx<'_>, s: &schema::SanRules, captures: &BTreeSet<Str
             captures,
             ignore_case,
         );
-        if allowed.is_empty() {
+        if rule.value.values.is_empty() && rule.value.patterns.is_empty() {
             ctx.err(
                 line(rule),
                 &path,
