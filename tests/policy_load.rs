@@ -140,7 +140,7 @@ fn wrong_api_version_kind_signer_and_rule_mixups() {
     let empty_rule = format!("{HEAD}  subject:\n    commonName:\n      required: true\n");
     let e = errors(&[("a.yaml", &empty_rule)]);
     assert!(
-        e.contains("spec.subject.commonName: allows no value"),
+        e.contains("a.yaml:11: spec.subject.commonName: allows no value"),
         "{e}"
     );
 }

@@ -102,7 +102,8 @@ pub fn run(args: &CheckArgs, out: &mut dyn Write) -> Result<u8, CliError> {
                         args.output,
                         &doc.label,
                         doc.name.as_deref(),
-                        &input,
+                        &input.spec,
+                        &input.requester,
                         &decision,
                     )?;
                 }
@@ -110,12 +111,15 @@ pub fn run(args: &CheckArgs, out: &mut dyn Write) -> Result<u8, CliError> {
             Err(why) => {
                 any_denied = true;
                 let decision = unreadable(Reason::new(None, "input", why));
-                let input = ReviewInput {
-                    facts: Err(crate::csr::CsrError::Empty),
-                    spec: CsrSpec::default(),
-                    requester: Requester::default(),
-                };
-                print(out, args.output, label, None, &input, &decision)?;
+                print(
+                    out,
+                    args.output,
+                    label,
+                    None,
+                    &CsrSpec::default(),
+                    &Requester::default(),
+                    &decision,
+                )?;
             }
         }
     }
@@ -174,7 +178,8 @@ fn print(
     format: OutputFormat,
     label: &str,
     name: Option<&str>,
-    input: &ReviewInput,
+    spec: &CsrSpec,
+    requester: &Requester,
     decision: &Decision,
 ) -> Result<(), CliError> {
     match format {
@@ -182,8 +187,8 @@ fn print(
             let record = Record {
                 input: label,
                 name,
-                signer: &input.spec.signer_name,
-                username: &input.requester.username,
+                signer: &spec.signer_name,
+                username: &requester.username,
                 decision: decision.verdict(),
                 policy: decision.policy(),
                 mode: decision.mode(),

@@ -758,7 +758,7 @@ fn compile_subject(
                 "oid is only for entries of subject.otherAttributes",
             );
         }
-        let compiled = compile_attribute(ctx, &rule.value, &path, captures, oid, label);
+        let compiled = compile_attribute(ctx, rule, &path, captures, oid, label);
         out.push(AttributeRule {
             path: format!("subject.{field}"),
             ..compiled
@@ -791,7 +791,7 @@ fn compile_subject(
             continue;
         }
         let label = crate::csr::subject_attribute_name(&oid.value).unwrap_or(&oid.value);
-        let compiled = compile_attribute(ctx, &rule.value, &path, captures, &oid.value, label);
+        let compiled = compile_attribute(ctx, rule, &path, captures, &oid.value, label);
         out.push(AttributeRule {
             path: format!("subject.otherAttributes[{i}]"),
             ..compiled
@@ -802,16 +802,18 @@ fn compile_subject(
 
 fn compile_attribute(
     ctx: &mut Ctx<'_>,
-    r: &schema::AttributeRule,
+    spanned: &Spanned<schema::AttributeRule>,
     path: &str,
     captures: &BTreeSet<String>,
     oid: &str,
     label: &str,
 ) -> AttributeRule {
+    let r = &spanned.value;
+    let at = line(spanned);
     let allowed = compile_matcher(ctx, &r.values, &r.patterns, path, captures, false);
     if r.values.is_empty() && r.patterns.is_empty() {
         ctx.err(
-            0,
+            at,
             path,
             "allows no value: give values or patterns (remove the rule to forbid the attribute)",
         );
@@ -826,7 +828,7 @@ fn compile_attribute(
     let max_count = r.max_count.unwrap_or(1);
     if max_count == 0 {
         ctx.err(
-            0,
+            at,
             format!("{path}.maxCount"),
             "0 allows nothing: remove the rule to forbid the attribute",
         );
