@@ -101,11 +101,15 @@ fn collect(value: Value, out: &mut Vec<CsrDocument>) -> Result<(), String> {
                 .map_err(|e| format!("AdmissionReview without a request: {e}"))?;
             let csr = req.object.ok_or("AdmissionReview request has no object")?;
             let mut doc = from_manifest(csr);
-            let user = req.user_info;
-            doc.username = user.username.or(doc.username);
-            doc.requester_uid = user.uid.or(doc.requester_uid);
-            doc.groups = user.groups.or(doc.groups);
-            doc.extra = user.extra.or(doc.extra);
+            // At CREATE the caller is the requester. In any other review (an approval, say)
+            // the caller is someone else: the requester is what the API server recorded in spec.
+            if req.operation == kube::core::admission::Operation::Create {
+                let user = req.user_info;
+                doc.username = user.username.or(doc.username);
+                doc.requester_uid = user.uid.or(doc.requester_uid);
+                doc.groups = user.groups.or(doc.groups);
+                doc.extra = user.extra.or(doc.extra);
+            }
             if doc.name.is_none() && !req.name.is_empty() {
                 doc.name = Some(req.name);
             }

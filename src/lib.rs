@@ -5,9 +5,12 @@
 //! (and later the admission webhook and the approver) are thin adapters around it.
 #![forbid(unsafe_code)]
 
+pub mod admission;
 pub mod cli;
 pub mod csr;
 pub mod input;
 pub mod policy;
 pub mod policy_dir;
+pub mod record;
 pub mod request;
+pub mod server;

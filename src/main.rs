@@ -3,19 +3,83 @@
 
 use std::process::ExitCode;
 
+use anyhow::Context;
 use clap::Parser;
-use csr_warden::cli::{Cli, Command, check};
+use csr_warden::cli::{Cli, Command, certs, check};
+use csr_warden::server::{self, RecordSink, ServeArgs, Settings};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
-        Command::Check(args) => check::run(args, &mut std::io::stdout().lock()),
+        Command::Serve(args) => serve(args),
+        Command::Check(args) => check::run(args, &mut std::io::stdout().lock()).map_err(Into::into),
+        Command::Certs(args) => certs::run(
+            args,
+            &mut std::io::stdout().lock(),
+            &mut std::io::stderr().lock(),
+        )
+        .map_err(Into::into),
     };
     match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("csr-warden: {e}");
+            eprintln!("csr-warden: {e:#}");
             ExitCode::from(2)
         }
+    }
+}
+
+fn serve(args: &ServeArgs) -> anyhow::Result<u8> {
+    let settings = Settings::load(args, None)?;
+    let filter = tracing_subscriber::EnvFilter::try_new(&settings.log_level)
+        .with_context(|| format!("invalid log_level {:?}", settings.log_level))?;
+    tracing_subscriber::fmt()
+        .json()
+        .flatten_event(true)
+        .with_current_span(false)
+        .with_span_list(false)
+        .with_env_filter(filter)
+        .with_writer(std::io::stdout)
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async {
+        match server::kubernetes_config_source() {
+            None => tracing::info!(
+                "no Kubernetes configuration (not in a cluster, no KUBECONFIG, no ~/.kube/config): \
+                 running the admission webhook alone; the approver needs a cluster"
+            ),
+            Some(source) => tracing::info!(
+                source,
+                "Kubernetes configuration found, but this version has no approver yet: \
+                 running the admission webhook alone"
+            ),
+        }
+        let running = server::start(settings, RecordSink::Stdout).await?;
+        let signal = shutdown_signal().await;
+        tracing::info!(
+            signal,
+            "shutting down: no new connections, finishing requests in flight"
+        );
+        running.shutdown().await;
+        tracing::info!("stopped");
+        Ok(0)
+    })
+}
+
+async fn shutdown_signal() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return "SIGINT";
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = tokio::signal::ctrl_c() => "SIGINT",
     }
 }

@@ -1,5 +1,6 @@
 //! The command line: argument definitions and the commands that are not servers.
 
+pub mod certs;
 pub mod check;
 
 use std::path::PathBuf;
@@ -16,8 +17,12 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the HTTPS admission webhook (and its metrics endpoint).
+    Serve(crate::server::ServeArgs),
     /// Decide requests offline against the policies and explain each decision.
     Check(check::CheckArgs),
+    /// Certificates for development.
+    Certs(certs::CertsArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
