@@ -81,14 +81,25 @@ pub fn parse_review(body: &[u8]) -> Result<AdmissionRequest<DynamicObject>, Stri
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err("empty body: expected an admission.k8s.io/v1 AdmissionReview".into());
     }
-    let review: AdmissionReview<DynamicObject> =
+    // Type first, so a review of another version is named as such, not as a missing field.
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Head {
+        #[serde(default)]
+        api_version: String,
+        #[serde(default)]
+        kind: String,
+    }
+    let head: Head =
         serde_json::from_slice(body).map_err(|e| format!("body is not an AdmissionReview: {e}"))?;
-    if review.types.api_version != ADMISSION_API_VERSION || review.types.kind != "AdmissionReview" {
+    if head.api_version != ADMISSION_API_VERSION || head.kind != "AdmissionReview" {
         return Err(format!(
-            "unsupported review {:?} of apiVersion {:?}: csr-warden speaks AdmissionReview {ADMISSION_API_VERSION}",
-            review.types.kind, review.types.api_version
+            "unsupported {:?} of apiVersion {:?}: csr-warden speaks AdmissionReview {ADMISSION_API_VERSION}",
+            head.kind, head.api_version
         ));
     }
+    let review: AdmissionReview<DynamicObject> =
+        serde_json::from_slice(body).map_err(|e| format!("body is not an AdmissionReview: {e}"))?;
     review
         .try_into()
         .map_err(|_| "AdmissionReview has no request".to_string())

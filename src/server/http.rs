@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
-use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use http_body_util::{BodyExt, Full};
 
 use super::AppState;
 use super::metrics::{AdmissionLabels, PolicyLabels};
@@ -131,19 +131,22 @@ where
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
-        return refuse(
+    if let Some(n) = declared.filter(|n| *n > DRAIN_LIMIT_BYTES) {
+        // Too large even to read and throw away: answer now and close the connection.
+        let mut r = refuse(
             state,
             StatusCode::PAYLOAD_TOO_LARGE,
-            &format!(
-                "request body of {} bytes is over the limit of {limit} bytes",
-                declared.unwrap_or_default()
-            ),
+            &format!("request body of {n} bytes is over the limit of {limit} bytes"),
         );
+        r.headers_mut().insert(
+            header::CONNECTION,
+            header::HeaderValue::from_static("close"),
+        );
+        return r;
     }
     let read = tokio::time::timeout(
         state.settings.body_read_timeout,
-        Limited::new(req.into_body(), limit).collect(),
+        read_body(req.into_body(), limit),
     )
     .await;
     let body = match read {
@@ -157,21 +160,28 @@ where
                 ),
             );
         }
-        Ok(Err(e)) if e.is::<LengthLimitError>() => {
-            return refuse(
+        Ok(Err(BodyError::TooLarge(n))) => {
+            let mut r = refuse(
                 state,
                 StatusCode::PAYLOAD_TOO_LARGE,
-                &format!("request body is over the limit of {limit} bytes"),
+                &format!("request body of {n} bytes or more is over the limit of {limit} bytes"),
             );
+            if n > DRAIN_LIMIT_BYTES {
+                r.headers_mut().insert(
+                    header::CONNECTION,
+                    header::HeaderValue::from_static("close"),
+                );
+            }
+            return r;
         }
-        Ok(Err(e)) => {
+        Ok(Err(BodyError::Read(e))) => {
             return refuse(
                 state,
                 StatusCode::BAD_REQUEST,
                 &format!("reading the request body: {e}"),
             );
         }
-        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(Ok(body)) => body,
     };
 
     let started = Instant::now();
@@ -209,6 +219,46 @@ where
     };
     let elapsed = started.elapsed();
     respond(state, reviewed, elapsed)
+}
+
+/// A body over the limit is still read (and thrown away) up to this many bytes, so that the
+/// client, still sending, gets to read the 413 instead of a reset connection.
+const DRAIN_LIMIT_BYTES: u64 = 64 * 1024 * 1024;
+
+enum BodyError {
+    /// Bytes received when the reading stopped.
+    TooLarge(u64),
+    Read(String),
+}
+
+/// The body, if it is at most `limit` bytes. A larger one is drained up to
+/// [`DRAIN_LIMIT_BYTES`] before [`BodyError::TooLarge`] is returned.
+async fn read_body<B>(body: B, limit: usize) -> Result<Bytes, BodyError>
+where
+    B: hyper::body::Body<Data = Bytes> + Send,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    let mut body = std::pin::pin!(body);
+    let mut kept = bytes::BytesMut::new();
+    let mut total: u64 = 0;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| BodyError::Read(e.to_string()))?;
+        let Ok(data) = frame.into_data() else {
+            continue; // trailers
+        };
+        total += data.len() as u64;
+        if total <= limit as u64 {
+            kept.extend_from_slice(&data);
+        } else if total > DRAIN_LIMIT_BYTES {
+            return Err(BodyError::TooLarge(total));
+        } else {
+            kept.clear();
+        }
+    }
+    if total > limit as u64 {
+        return Err(BodyError::TooLarge(total));
+    }
+    Ok(kept.freeze())
 }
 
 fn respond(
