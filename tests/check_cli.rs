@@ -719,3 +719,14 @@ fn base64(s: &str) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(s)
 }
+
+#[test]
+fn approval_review_is_checked_for_the_recorded_requester_not_the_approver() {
+    // The approver (kubernetes-admin) is in no terraform group; the requester recorded in spec is.
+    let record = decide(&["examples/admission/approve-terraform-alice.json"]);
+    assert_eq!(record["username"], "terraform");
+    assert_eq!(record["decision"], "approve");
+    let record = decide(&["examples/admission/create-terraform-alice.json"]);
+    assert_eq!(record["username"], "terraform");
+    assert_eq!(record["decision"], "approve");
+}

@@ -207,6 +207,8 @@ impl ClientTls {
         config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
         let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
         let tcp = TcpStream::connect(addr).await?;
+        // As Go's net/http (the API server) does: no Nagle delay on small frames.
+        tcp.set_nodelay(true)?;
         connector
             .connect(ServerName::try_from("localhost").unwrap(), tcp)
             .await
