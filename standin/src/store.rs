@@ -189,6 +189,8 @@ impl Store {
 
     /// Forget every event so far: any resourceVersion handed out before is now too old.
     pub fn compact(&mut self) {
+        // A new revision marks the compaction: lists made after it can be watched from.
+        self.rv += 1;
         self.horizon = self.rv;
         for c in self.collections.values_mut() {
             c.history.clear();
