@@ -377,18 +377,32 @@ async fn create(
     {
         obj["metadata"]["name"] = json!(format!("{prefix}{}", store::name_suffix()));
     }
+    let mut warnings = Vec::new();
     if rt == CSRS {
         csr::prepare_create(&mut obj, user);
         let name = csr::name_of(&obj);
         let parsed = csr::parse(&obj)?;
         csr::validate_create(&parsed, &name)?;
-        crate::webhook::admit(state, "CREATE", None, &obj, None, user, dry_run).await?;
+        warnings = crate::webhook::admit(state, "CREATE", None, &obj, None, user, dry_run).await?;
     }
     if dry_run {
-        return Ok(json_response(StatusCode::CREATED, &obj));
+        return Ok(with_warnings(
+            json_response(StatusCode::CREATED, &obj),
+            &warnings,
+        ));
     }
     let created = state.store().create(rt, ns, obj)?;
-    Ok(json_response(StatusCode::CREATED, &created))
+    if rt == store::EVENTS {
+        // events.k8s.io/v1 and core/v1 Events are one resource upstream: show the new event to
+        // core clients too (`kubectl describe` lists core events of the object).
+        let _ = state
+            .store()
+            .create(store::CORE_EVENTS, ns, core_event(&created));
+    }
+    Ok(with_warnings(
+        json_response(StatusCode::CREATED, &created),
+        &warnings,
+    ))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -409,6 +423,7 @@ async fn update(
     {
         return Err(ApiError::conflict(rt, name));
     }
+    let mut warnings = Vec::new();
     let new = if rt == CSRS {
         let signer = stored["spec"]["signerName"]
             .as_str()
@@ -424,7 +439,7 @@ async fn update(
                         CSRS.qualified()
                     )));
                 }
-                crate::webhook::admit(
+                warnings = crate::webhook::admit(
                     state,
                     "UPDATE",
                     Some("approval"),
@@ -458,7 +473,10 @@ async fn update(
         body
     };
     if dry_run {
-        return Ok(json_response(StatusCode::OK, &new));
+        return Ok(with_warnings(
+            json_response(StatusCode::OK, &new),
+            &warnings,
+        ));
     }
     let expected = stored["metadata"]["resourceVersion"]
         .as_str()
@@ -466,7 +484,42 @@ async fn update(
     let updated = state
         .store()
         .update(rt, ns, name, new, expected.as_deref())?;
-    Ok(json_response(StatusCode::OK, &updated))
+    Ok(with_warnings(
+        json_response(StatusCode::OK, &updated),
+        &warnings,
+    ))
+}
+
+/// The core/v1 form of an events.k8s.io/v1 Event (field names as the conversion upstream maps them).
+fn core_event(e: &Value) -> Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"name": e["metadata"]["name"], "namespace": e["metadata"]["namespace"]},
+        "involvedObject": e["regarding"],
+        "reason": e["reason"],
+        "message": e["note"],
+        "type": e["type"],
+        "source": {"component": e["reportingController"]},
+        "reportingComponent": e["reportingController"],
+        "reportingInstance": e["reportingInstance"],
+        "firstTimestamp": e["eventTime"],
+        "lastTimestamp": e["eventTime"],
+        "eventTime": e["eventTime"],
+        "action": e["action"],
+        "count": 1,
+    })
+}
+
+/// Admission warnings as `Warning: 299 - "..."` headers, which kubectl and client-go print.
+fn with_warnings(mut r: Response<Body>, warnings: &[String]) -> Response<Body> {
+    for w in warnings {
+        let text = format!("299 - {:?}", w.replace(['\n', '\r'], " "));
+        if let Ok(v) = header::HeaderValue::from_str(&text) {
+            r.headers_mut().append(header::WARNING, v);
+        }
+    }
+    r
 }
 
 /// `approve` / `sign` on `signers` for the signer name or `<domain>/*`

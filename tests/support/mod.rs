@@ -31,8 +31,13 @@ pub struct Harness {
     generation: usize,
 }
 
+/// localhost, and the Service name the API server (or the stand-in) calls the webhook by.
 pub fn serving_names() -> Vec<String> {
-    vec!["localhost".into(), "127.0.0.1".into()]
+    vec![
+        "localhost".into(),
+        "127.0.0.1".into(),
+        "csr-warden.csr-warden.svc".into(),
+    ]
 }
 
 /// Start a server on 127.0.0.1 with short reload intervals; `configure` adjusts the settings
