@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admission;
+pub mod approver;
 pub mod cli;
 pub mod csr;
 pub mod input;

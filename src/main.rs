@@ -46,17 +46,6 @@ fn serve(args: &ServeArgs) -> anyhow::Result<u8> {
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async {
-        match server::kubernetes_config_source() {
-            None => tracing::info!(
-                "no Kubernetes configuration (not in a cluster, no KUBECONFIG, no ~/.kube/config): \
-                 running the admission webhook alone; the approver needs a cluster"
-            ),
-            Some(source) => tracing::info!(
-                source,
-                "Kubernetes configuration found, but this version has no approver yet: \
-                 running the admission webhook alone"
-            ),
-        }
         let running = server::start(settings, RecordSink::Stdout).await?;
         let signal = shutdown_signal().await;
         tracing::info!(

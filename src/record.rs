@@ -21,6 +21,8 @@ pub enum RecordSource {
     Webhook,
     /// The admission webhook, guarding an approval (UPDATE of `approval`).
     ApprovalGuard,
+    /// The approver, deciding a stored request.
+    Approver,
     /// The CLI (`check`).
     Check,
 }
@@ -89,6 +91,10 @@ pub struct DecisionRecord {
     /// Whether the webhook let the operation through (webhook records only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub allowed: Option<bool>,
+    /// Approver records: whether the condition was written (false for audit mode, dry run,
+    /// or requests no policy decides).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub written: Option<bool>,
     /// Time spent deciding, in milliseconds (webhook records only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub duration_ms: Option<f64>,
@@ -163,6 +169,7 @@ impl DecisionRecord {
                 reasons: a.reasons.iter().map(ToString::to_string).collect(),
             }),
             allowed: None,
+            written: None,
             duration_ms: None,
             policy_digest: ctx.policy_digest.to_string(),
             version: env!("CARGO_PKG_VERSION"),

@@ -60,13 +60,7 @@ where
             r
         }
         (&Method::GET | &Method::HEAD, "/healthz") => text(StatusCode::OK, "ok\n"),
-        (&Method::GET | &Method::HEAD, "/readyz") => {
-            if state.shutting_down.load(Ordering::Relaxed) {
-                text(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n")
-            } else {
-                text(StatusCode::OK, "ok\n")
-            }
-        }
+        (&Method::GET | &Method::HEAD, "/readyz") => readyz(&state),
         _ => text(
             StatusCode::NOT_FOUND,
             "not found: csr-warden serves POST /validate, GET /healthz, GET /readyz\n",
@@ -75,13 +69,29 @@ where
     Ok(response)
 }
 
-/// Route one metrics-port request.
+/// Ready once certificate and policies are loaded (`serve` does not start otherwise); not ready
+/// while shutting down or while the approver lacks a permission it needs.
+fn readyz(state: &AppState) -> Response<ResponseBody> {
+    if state.shutting_down.load(Ordering::Relaxed) {
+        return text(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n");
+    }
+    if let Some(e) = state.approver.permission_error() {
+        return text(StatusCode::SERVICE_UNAVAILABLE, format!("approver: {e}\n"));
+    }
+    text(StatusCode::OK, "ok\n")
+}
+
+/// Route one metrics-port request: `/metrics`, and `/healthz` and `/readyz` as on the webhook
+/// port (for an approver-only deployment).
 pub async fn metrics<B>(
     state: Arc<AppState>,
     req: Request<B>,
 ) -> Result<Response<ResponseBody>, Infallible> {
-    if req.uri().path() != "/metrics" {
-        return Ok(text(StatusCode::NOT_FOUND, "not found: try /metrics\n"));
+    match req.uri().path() {
+        "/healthz" => return Ok(text(StatusCode::OK, "ok\n")),
+        "/readyz" => return Ok(readyz(&state)),
+        "/metrics" => {}
+        _ => return Ok(text(StatusCode::NOT_FOUND, "not found: try /metrics\n")),
     }
     let mut r = text(StatusCode::OK, state.metrics.encode());
     r.headers_mut().insert(

@@ -50,6 +50,26 @@ pub struct Metrics {
     pub connections_open: Gauge,
     /// Connections closed before a request: TLS handshake failures, plain HTTP, timeouts.
     pub connection_errors: Family<ReasonLabels, Counter>,
+    pub approver_decisions: Family<ApproverLabels, Counter>,
+    pub approval_write_duration: Histogram,
+    pub approver_errors: Family<KindLabels, Counter>,
+    pub approver_pending: Gauge,
+    pub approver_oldest_pending: Gauge<f64, AtomicU64>,
+    pub approver_leader: Gauge,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ApproverLabels {
+    pub policy: String,
+    /// approve | deny (written), or observe (audit mode, dry run, ignored)
+    pub decision: String,
+    pub signer: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabels {
+    /// conflict | forbidden | webhook_denied | api | event
+    pub kind: String,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -142,7 +162,51 @@ impl Metrics {
             "Webhook connections that ended in an error, by reason",
             connection_errors.clone(),
         );
+        let approver_decisions = Family::<ApproverLabels, Counter>::default();
+        registry.register(
+            "approver_decisions",
+            "Decisions the approver made, by deciding policy, decision and signer",
+            approver_decisions.clone(),
+        );
+        let approval_write_duration = Histogram::new(exponential_buckets(0.001, 2.0, 14));
+        registry.register_with_unit(
+            "approval_write_duration",
+            "Time to write one Approved or Denied condition through the approval subresource",
+            prometheus_client::registry::Unit::Seconds,
+            approval_write_duration.clone(),
+        );
+        let approver_errors = Family::<KindLabels, Counter>::default();
+        registry.register(
+            "approver_errors",
+            "Approver errors by kind (conflict, forbidden, webhook_denied, api, event)",
+            approver_errors.clone(),
+        );
+        let approver_pending = Gauge::default();
+        registry.register(
+            "approver_pending_requests",
+            "In-scope requests not yet Approved, Denied or Failed",
+            approver_pending.clone(),
+        );
+        let approver_oldest_pending = Gauge::<f64, AtomicU64>::default();
+        registry.register_with_unit(
+            "approver_oldest_pending_age",
+            "Age of the oldest in-scope pending request",
+            prometheus_client::registry::Unit::Seconds,
+            approver_oldest_pending.clone(),
+        );
+        let approver_leader = Gauge::default();
+        registry.register(
+            "approver_leader",
+            "1 while this replica holds the lease and decides",
+            approver_leader.clone(),
+        );
         Metrics {
+            approver_decisions,
+            approval_write_duration,
+            approver_errors,
+            approver_pending,
+            approver_oldest_pending,
+            approver_leader,
             registry,
             admission_requests,
             admission_duration,
@@ -172,6 +236,12 @@ impl Metrics {
             .get_or_create(&ResultLabels {
                 result: if ok { "success" } else { "failure" }.into(),
             })
+            .inc();
+    }
+
+    pub fn approver_error(&self, kind: &str) {
+        self.approver_errors
+            .get_or_create(&KindLabels { kind: kind.into() })
             .inc();
     }
 

@@ -27,7 +27,7 @@ use tokio::task::JoinHandle;
 use crate::admission::AdmissionSettings;
 use crate::policy::{LoadErrors, PolicySet};
 use crate::record::DecisionRecord;
-pub use settings::{ServeArgs, Settings, SettingsError};
+pub use settings::{ApproverMode, ServeArgs, Settings, SettingsError};
 use tls::{Reload, TlsFiles, TlsState};
 
 /// Where decision records go.
@@ -67,6 +67,7 @@ pub struct AppState {
     pub metrics: metrics::Metrics,
     pub records: RecordSink,
     pub shutting_down: AtomicBool,
+    pub approver: crate::approver::ApproverStatus,
 }
 
 impl AppState {
@@ -96,6 +97,8 @@ pub enum ServeError {
     Tls(#[from] tls::TlsError),
     #[error("{0}")]
     DevCerts(#[from] devcerts::DevCertError),
+    #[error("approver: {0}")]
+    Kubernetes(String),
     #[error("listening on {addr}: {source}")]
     Listen {
         addr: SocketAddr,
@@ -105,11 +108,13 @@ pub enum ServeError {
 
 /// A started server.
 pub struct Running {
-    pub webhook_addr: SocketAddr,
+    /// `None` when the webhook is off.
+    pub webhook_addr: Option<SocketAddr>,
     pub metrics_addr: SocketAddr,
     pub state: Arc<AppState>,
     shutdown: watch::Sender<bool>,
-    webhook: JoinHandle<()>,
+    webhook: Option<JoinHandle<()>>,
+    approver: Option<JoinHandle<()>>,
     background: Vec<JoinHandle<()>>,
 }
 
@@ -118,7 +123,15 @@ impl Running {
     pub async fn shutdown(self) {
         self.state.shutting_down.store(true, Ordering::Relaxed);
         let _ = self.shutdown.send(true);
-        let _ = self.webhook.await;
+        if let Some(w) = self.webhook {
+            let _ = w.await;
+        }
+        if let Some(a) = self.approver {
+            let timeout = self.state.settings.shutdown_timeout;
+            if tokio::time::timeout(timeout, a).await.is_err() {
+                tracing::warn!("the approver did not stop within the shutdown timeout");
+            }
+        }
         for task in self.background {
             task.abort();
         }
@@ -196,28 +209,25 @@ pub async fn start(settings: Settings, records: RecordSink) -> Result<Running, S
         digest = policies.digest(),
         "policies loaded"
     );
-    let files = resolve_tls_files(&settings)?;
-    let loaded = tls::load(&files)?;
-    log_certificate(&files, &loaded);
-    let tls_state = Arc::new(TlsState::new(files, &loaded));
-
-    let webhook_listener =
-        TcpListener::bind(settings.listen)
+    let tls = if settings.webhook {
+        let files = resolve_tls_files(&settings)?;
+        let loaded = tls::load(&files)?;
+        log_certificate(&files, &loaded);
+        let listener = TcpListener::bind(settings.listen)
             .await
             .map_err(|source| ServeError::Listen {
                 addr: settings.listen,
                 source,
             })?;
+        Some((Arc::new(TlsState::new(files, &loaded)), loaded.not_after, listener))
+    } else {
+        None
+    };
+    let kube_client = approver_client(&settings).await?;
     let metrics_listener = TcpListener::bind(settings.metrics_listen)
         .await
         .map_err(|source| ServeError::Listen {
             addr: settings.metrics_listen,
-            source,
-        })?;
-    let webhook_addr = webhook_listener
-        .local_addr()
-        .map_err(|source| ServeError::Listen {
-            addr: settings.listen,
             source,
         })?;
     let metrics_addr = metrics_listener
@@ -228,10 +238,7 @@ pub async fn start(settings: Settings, records: RecordSink) -> Result<Running, S
         })?;
 
     let metrics = metrics::Metrics::new();
-    metrics.certificate_expiry.set(loaded.not_after as f64);
-    metrics
-        .policies_loaded
-        .set(policies.policies().len() as i64);
+    metrics.policies_loaded.set(policies.policies().len() as i64);
     let state = Arc::new(AppState {
         policies: RwLock::new(Arc::new(policies)),
         admission: AdmissionSettings {
@@ -243,30 +250,117 @@ pub async fn start(settings: Settings, records: RecordSink) -> Result<Running, S
         metrics,
         records,
         shutting_down: AtomicBool::new(false),
+        approver: Default::default(),
     });
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let webhook = tokio::spawn(accept_loop(
-        webhook_listener,
-        state.clone(),
-        tls_state.clone(),
-        shutdown_rx.clone(),
-    ));
+    let mut webhook_addr = None;
+    let mut webhook = None;
+    let mut tls_state = None;
+    if let Some((tls, not_after, listener)) = tls {
+        state.metrics.certificate_expiry.set(not_after as f64);
+        let addr = listener
+            .local_addr()
+            .map_err(|source| ServeError::Listen {
+                addr: settings.listen,
+                source,
+            })?;
+        webhook = Some(tokio::spawn(accept_loop(
+            listener,
+            state.clone(),
+            tls.clone(),
+            shutdown_rx.clone(),
+        )));
+        tracing::info!(webhook = %addr, "serving the admission webhook on https://{addr}/validate");
+        webhook_addr = Some(addr);
+        tls_state = Some(tls);
+    } else {
+        tracing::info!("the admission webhook is off (webhook: false)");
+    }
+    let approver = kube_client.map(|client| {
+        let config = crate::approver::ApproverConfig {
+            dry_run: settings.dry_run,
+            identity: identity(&settings),
+            lease: settings.leader_election.then(|| crate::approver::LeaseConfig {
+                namespace: settings.lease_namespace.clone(),
+                name: settings.lease_name.clone(),
+                duration_seconds: settings.lease_duration.as_secs().max(1),
+            }),
+        };
+        tokio::spawn(crate::approver::run(client, state.clone(), config, shutdown_rx.clone()))
+    });
     let metrics_task = tokio::spawn(metrics_loop(metrics_listener, state.clone()));
     let reload_task = tokio::spawn(reload_loop(state.clone(), tls_state, policy_fp));
-    tracing::info!(
-        webhook = %webhook_addr,
-        metrics = %metrics_addr,
-        "serving the admission webhook on https://{webhook_addr}/validate"
-    );
+    tracing::info!(metrics = %metrics_addr, "metrics, /healthz and /readyz on http://{metrics_addr}");
     Ok(Running {
         webhook_addr,
         metrics_addr,
         state,
         shutdown: shutdown_tx,
         webhook,
+        approver,
         background: vec![metrics_task, reload_task],
     })
+}
+
+/// This replica's name: the setting, `$HOSTNAME` (the pod name in a cluster), or a made-up one.
+fn identity(settings: &Settings) -> String {
+    settings
+        .identity
+        .clone()
+        .or_else(|| std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()))
+        .unwrap_or_else(|| {
+            use std::hash::{BuildHasher, Hasher};
+            let r = std::collections::hash_map::RandomState::new().build_hasher().finish();
+            format!("csr-warden-{:08x}", r as u32)
+        })
+}
+
+/// The Kubernetes client the approver uses, when it runs.
+async fn approver_client(settings: &Settings) -> Result<Option<kube::Client>, ServeError> {
+    let configured = settings.kubeconfig.is_some() || kubernetes_config_source().is_some();
+    match (settings.approver, configured) {
+        (ApproverMode::Off, _) => {
+            tracing::info!("the approver is off (approver: off)");
+            return Ok(None);
+        }
+        (ApproverMode::Auto, false) => {
+            tracing::info!(
+                "no Kubernetes configuration (not in a cluster, no kubeconfig setting, no KUBECONFIG, \
+                 no ~/.kube/config): running the admission webhook alone; the approver needs a cluster"
+            );
+            return Ok(None);
+        }
+        _ => {}
+    }
+    let config = match &settings.kubeconfig {
+        Some(path) => {
+            let kc = kube::config::Kubeconfig::read_from(path)
+                .map_err(|e| ServeError::Kubernetes(format!("{}: {e}", path.display())))?;
+            let options = kube::config::KubeConfigOptions {
+                context: settings.context.clone(),
+                ..Default::default()
+            };
+            kube::Config::from_custom_kubeconfig(kc, &options)
+                .await
+                .map_err(|e| ServeError::Kubernetes(format!("{}: {e}", path.display())))?
+        }
+        None if settings.context.is_some() => {
+            let options = kube::config::KubeConfigOptions {
+                context: settings.context.clone(),
+                ..Default::default()
+            };
+            kube::Config::from_kubeconfig(&options)
+                .await
+                .map_err(|e| ServeError::Kubernetes(e.to_string()))?
+        }
+        None => kube::Config::infer()
+            .await
+            .map_err(|e| ServeError::Kubernetes(e.to_string()))?,
+    };
+    tracing::info!(cluster = %config.cluster_url, "the approver decides CSRs in this cluster");
+    let client = kube::Client::try_from(config).map_err(|e| ServeError::Kubernetes(e.to_string()))?;
+    Ok(Some(client))
 }
 
 fn log_certificate(files: &TlsFiles, loaded: &tls::Loaded) {
@@ -431,7 +525,11 @@ async fn metrics_loop(listener: TcpListener, state: Arc<AppState>) {
 /// Check certificate and policy files every `reload_interval`; swap in what changed and works,
 /// keep what serves when the change is broken. Files are compared by content, so a Secret or
 /// ConfigMap volume's symlink swap, an editor's rename and an in-place write all count.
-async fn reload_loop(state: Arc<AppState>, tls_state: Arc<TlsState>, mut policy_fp: [u8; 32]) {
+async fn reload_loop(
+    state: Arc<AppState>,
+    tls_state: Option<Arc<TlsState>>,
+    mut policy_fp: [u8; 32],
+) {
     let mut interval = tokio::time::interval(state.settings.reload_interval);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     interval.tick().await;
@@ -442,11 +540,12 @@ async fn reload_loop(state: Arc<AppState>, tls_state: Arc<TlsState>, mut policy_
         let (tls_result, policy_result) = {
             let tls_state = tls_state.clone();
             let path = state.settings.policies.clone();
-            match tokio::task::spawn_blocking(move || {
-                (tls_state.reload(), read_policies(&path, policy_fp))
+            let checked = tokio::task::spawn_blocking(move || {
+                let tls = tls_state.map_or(Reload::Unchanged, |t| t.reload());
+                (tls, read_policies(&path, policy_fp))
             })
-            .await
-            {
+            .await;
+            match checked {
                 Ok(r) => r,
                 Err(_) => continue,
             }
@@ -461,7 +560,9 @@ async fn reload_loop(state: Arc<AppState>, tls_state: Arc<TlsState>, mut policy_
                     .metrics
                     .certificate_expiry
                     .set(loaded.not_after as f64);
-                log_certificate(tls_state.files(), &loaded);
+                if let Some(t) = &tls_state {
+                    log_certificate(t.files(), &loaded);
+                }
             }
             Reload::Failed(e) => {
                 let message = e.to_string();

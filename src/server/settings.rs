@@ -46,6 +46,34 @@ pub struct ServeArgs {
     /// Log filter, e.g. `info` or `csr_warden=debug` [default: info].
     #[arg(long, value_name = "FILTER")]
     pub log_level: Option<String>,
+    /// Run the approver: auto (when a cluster is configured), on, off [default: auto].
+    #[arg(long, value_name = "MODE")]
+    pub approver: Option<String>,
+    /// Do not serve the admission webhook (run the approver alone).
+    #[arg(long)]
+    pub no_webhook: bool,
+    /// kubeconfig for the approver [default: in-cluster, then KUBECONFIG, then ~/.kube/config].
+    #[arg(long, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+    /// kubeconfig context for the approver.
+    #[arg(long, value_name = "NAME")]
+    pub context: Option<String>,
+    /// Decide and log, but write nothing to the cluster.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// This replica's name in the Lease and in Events [default: $HOSTNAME].
+    #[arg(long, value_name = "NAME")]
+    pub identity: Option<String>,
+}
+
+/// Whether `serve` runs the approver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ApproverMode {
+    /// When a Kubernetes configuration is found.
+    Auto,
+    On,
+    Off,
 }
 
 /// Every `serve` setting, with its default.
@@ -83,6 +111,21 @@ pub struct Settings {
     #[serde(with = "duration")]
     pub reload_interval: Duration,
     pub log_level: String,
+    /// Serve the admission webhook.
+    pub webhook: bool,
+    pub approver: ApproverMode,
+    pub kubeconfig: Option<PathBuf>,
+    pub context: Option<String>,
+    /// The approver decides and logs but writes nothing.
+    pub dry_run: bool,
+    /// Elect one deciding replica through a Lease.
+    pub leader_election: bool,
+    pub lease_namespace: String,
+    pub lease_name: String,
+    #[serde(with = "duration")]
+    pub lease_duration: Duration,
+    /// This replica's name (Lease holder, Event instance); `$HOSTNAME` when unset.
+    pub identity: Option<String>,
 }
 
 impl Default for Settings {
@@ -106,6 +149,16 @@ impl Default for Settings {
             shutdown_timeout: Duration::from_secs(20),
             reload_interval: Duration::from_secs(2),
             log_level: "info".into(),
+            webhook: true,
+            approver: ApproverMode::Auto,
+            kubeconfig: None,
+            context: None,
+            dry_run: false,
+            leader_election: true,
+            lease_namespace: "csr-warden".into(),
+            lease_name: "csr-warden".into(),
+            lease_duration: Duration::from_secs(15),
+            identity: None,
         }
     }
 }
@@ -158,6 +211,16 @@ impl Settings {
         builder = set(builder, "policies", path(&args.policies)).map_err(invalid)?;
         builder = set(builder, "dev_certs_dir", path(&args.dev_certs_dir)).map_err(invalid)?;
         builder = set(builder, "log_level", args.log_level.clone()).map_err(invalid)?;
+        builder = set(builder, "approver", args.approver.clone()).map_err(invalid)?;
+        builder = set(builder, "kubeconfig", path(&args.kubeconfig)).map_err(invalid)?;
+        builder = set(builder, "context", args.context.clone()).map_err(invalid)?;
+        builder = set(builder, "identity", args.identity.clone()).map_err(invalid)?;
+        if args.no_webhook {
+            builder = builder.set_override("webhook", false).map_err(invalid)?;
+        }
+        if args.dry_run {
+            builder = builder.set_override("dry_run", true).map_err(invalid)?;
+        }
         if !args.break_glass_users.is_empty() {
             builder = builder
                 .set_override("break_glass_users", args.break_glass_users.clone())
@@ -185,6 +248,11 @@ impl Settings {
                     .into(),
             ));
         }
+        if !self.webhook && self.approver == ApproverMode::Off {
+            return Err(SettingsError::Invalid(
+                "webhook is off and approver is off: nothing to run".into(),
+            ));
+        }
         let positive = [
             ("max_body_bytes", self.max_body_bytes),
             ("max_connections", self.max_connections),
@@ -200,6 +268,7 @@ impl Settings {
             ("body_read_timeout", self.body_read_timeout),
             ("evaluation_deadline", self.evaluation_deadline),
             ("reload_interval", self.reload_interval),
+            ("lease_duration", self.lease_duration),
         ];
         for (key, value) in durations {
             if value.is_zero() {

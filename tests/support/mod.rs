@@ -65,6 +65,8 @@ pub async fn start(configure: impl FnOnce(&mut Settings, &Path)) -> Harness {
         key_file: Some(cert_dir.join("tls.key")),
         policies: policies_dir.clone(),
         reload_interval: Duration::from_millis(100),
+        // Tests that want the approver turn it on with a stand-in kubeconfig.
+        approver: csr_warden::server::ApproverMode::Off,
         ..Settings::default()
     };
     configure(&mut settings, dir.path());
@@ -85,7 +87,7 @@ pub async fn start(configure: impl FnOnce(&mut Settings, &Path)) -> Harness {
 
 impl Harness {
     pub fn addr(&self) -> SocketAddr {
-        self.running.webhook_addr
+        self.running.webhook_addr.expect("the webhook is on")
     }
 
     pub fn ca_pem(&self) -> String {
