@@ -56,7 +56,10 @@ pub struct ApproverStatus {
 impl ApproverStatus {
     /// The first missing permission, if any (for /readyz).
     pub fn permission_error(&self) -> Option<String> {
-        let errors = self.permission_errors.lock().unwrap_or_else(|e| e.into_inner());
+        let errors = self
+            .permission_errors
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         let mut v: Vec<&String> = errors.values().collect();
         v.sort();
         v.first().map(|s| s.to_string())
@@ -87,12 +90,20 @@ impl Ctx {
     }
 
     fn forget(&self, name: &str) {
-        self.attempts.lock().unwrap_or_else(|e| e.into_inner()).remove(name);
+        self.attempts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(name);
     }
 }
 
 /// Run the approver until `shutdown` turns true.
-pub async fn run(client: kube::Client, state: Arc<AppState>, config: ApproverConfig, mut shutdown: watch::Receiver<bool>) {
+pub async fn run(
+    client: kube::Client,
+    state: Arc<AppState>,
+    config: ApproverConfig,
+    shutdown: watch::Receiver<bool>,
+) {
     let api: Api<CertificateSigningRequest> = Api::all(client.clone());
     let recorder = Recorder::new(
         client.clone(),
@@ -103,19 +114,25 @@ pub async fn run(client: kube::Client, state: Arc<AppState>, config: ApproverCon
     );
     let (reconcile_all_tx, reconcile_all_rx) = mpsc::channel::<()>(4);
     let mut lease_rx = None;
+    let mut lease_task = None;
     if let Some(lease) = &config.lease {
         match start_lease(client.clone(), lease, &config.identity).await {
-            Ok(rx) => lease_rx = Some(rx),
+            Ok((rx, task)) => {
+                lease_rx = Some(rx);
+                lease_task = Some(task);
+            }
             Err(e) => {
                 tracing::error!(error = %e, namespace = lease.namespace, lease = lease.name, "leader election cannot start; this replica will not decide");
                 state.metrics.approver_error("lease");
             }
         }
     }
+    let mut leader_task = None;
     if let Some(mut rx) = lease_rx {
         let state = state.clone();
         let identity = config.identity.clone();
-        tokio::spawn(async move {
+        let mut stop = shutdown.clone();
+        leader_task = Some(tokio::spawn(async move {
             loop {
                 let leading = *rx.borrow_and_update();
                 let was = state.approver.leader.swap(leading, Ordering::Relaxed);
@@ -126,12 +143,19 @@ pub async fn run(client: kube::Client, state: Arc<AppState>, config: ApproverCon
                 } else if !leading && was {
                     tracing::info!(identity, "lost the lease: another replica decides now");
                 }
-                if rx.changed().await.is_err() {
+                let ended = tokio::select! {
+                    r = rx.changed() => r.is_err(),
+                    _ = stop.wait_for(|s| *s) => true,
+                };
+                if ended {
+                    // Dropping the receiver makes the lease manager release the lease, so
+                    // another replica takes over at once instead of after the lease expires.
                     state.approver.leader.store(false, Ordering::Relaxed);
+                    state.metrics.approver_leader.set(0);
                     return;
                 }
             }
-        });
+        }));
     } else if config.lease.is_none() {
         state.approver.leader.store(true, Ordering::Relaxed);
         state.metrics.approver_leader.set(1);
@@ -144,11 +168,16 @@ pub async fn run(client: kube::Client, state: Arc<AppState>, config: ApproverCon
         recorder,
         attempts: Mutex::new(HashMap::new()),
     });
-    let trigger = futures_util::stream::unfold(reconcile_all_rx, |mut rx| async move { rx.recv().await.map(|v| (v, rx)) });
+    let trigger = futures_util::stream::unfold(reconcile_all_rx, |mut rx| async move {
+        rx.recv().await.map(|v| (v, rx))
+    });
     let controller = Controller::new(api, watcher::Config::default())
         .reconcile_all_on(trigger)
-        .graceful_shutdown_on(async move {
-            let _ = shutdown.wait_for(|s| *s).await;
+        .graceful_shutdown_on({
+            let mut shutdown = shutdown.clone();
+            async move {
+                let _ = shutdown.wait_for(|s| *s).await;
+            }
         });
     let store = controller.store();
     let gauges = tokio::spawn(pending_gauges(store, state.clone()));
@@ -162,6 +191,18 @@ pub async fn run(client: kube::Client, state: Arc<AppState>, config: ApproverCon
         })
         .await;
     gauges.abort();
+    if let Some(t) = leader_task {
+        let _ = t.await;
+    }
+    if let Some(t) = lease_task
+        && tokio::time::timeout(Duration::from_secs(5), t)
+            .await
+            .is_err()
+    {
+        tracing::warn!(
+            "the lease was not released within 5 s; another replica takes over when it expires"
+        );
+    }
     tracing::info!("approver stopped");
 }
 
@@ -169,7 +210,13 @@ async fn start_lease(
     client: kube::Client,
     lease: &LeaseConfig,
     identity: &str,
-) -> Result<watch::Receiver<bool>, kube_lease_manager::LeaseManagerError> {
+) -> Result<
+    (
+        watch::Receiver<bool>,
+        tokio::task::JoinHandle<kube_lease_manager::Result<kube_lease_manager::LeaseManager>>,
+    ),
+    kube_lease_manager::LeaseManagerError,
+> {
     let manager = kube_lease_manager::LeaseManagerBuilder::new(client, &lease.name)
         .with_namespace(&lease.namespace)
         .with_identity(identity)
@@ -177,12 +224,14 @@ async fn start_lease(
         .with_grace(lease.duration_seconds.div_ceil(3).max(1))
         .build()
         .await?;
-    let (rx, _handle) = manager.watch().await;
-    Ok(rx)
+    Ok(manager.watch().await)
 }
 
 /// Count in-scope pending requests and the oldest one's age, every 5 seconds.
-async fn pending_gauges(store: kube::runtime::reflector::Store<CertificateSigningRequest>, state: Arc<AppState>) {
+async fn pending_gauges(
+    store: kube::runtime::reflector::Store<CertificateSigningRequest>,
+    state: Arc<AppState>,
+) {
     let mut tick = tokio::time::interval(Duration::from_secs(5));
     loop {
         tick.tick().await;
@@ -191,7 +240,10 @@ async fn pending_gauges(store: kube::runtime::reflector::Store<CertificateSignin
         let mut pending = 0i64;
         let mut oldest = 0f64;
         for csr in store.state() {
-            if matches!(plan::plan(&policies, &csr, true, &state.admission.limits), Plan::OutOfScope | Plan::AlreadyDecided(_)) {
+            if matches!(
+                plan::plan(&policies, &csr, true, &state.admission.limits),
+                Plan::OutOfScope | Plan::AlreadyDecided(_)
+            ) {
                 continue;
             }
             pending += 1;
@@ -204,7 +256,13 @@ async fn pending_gauges(store: kube::runtime::reflector::Store<CertificateSignin
     }
 }
 
-fn record(ctx: &Ctx, csr: &CertificateSigningRequest, input: &crate::request::ReviewInput, decision: &crate::policy::Decision, written: bool) {
+fn record(
+    ctx: &Ctx,
+    csr: &CertificateSigningRequest,
+    input: &crate::request::ReviewInput,
+    decision: &crate::policy::Decision,
+    written: bool,
+) {
     let policies = ctx.state.policies();
     let name = csr.name_any();
     let uid = csr.metadata.uid.clone().unwrap_or_default();
@@ -227,7 +285,14 @@ fn record(ctx: &Ctx, csr: &CertificateSigningRequest, input: &crate::request::Re
     ctx.state.records.write(&r);
 }
 
-async fn event(ctx: &Ctx, csr: &CertificateSigningRequest, type_: EventType, reason: &str, action: &str, note: String) {
+async fn event(
+    ctx: &Ctx,
+    csr: &CertificateSigningRequest,
+    type_: EventType,
+    reason: &str,
+    action: &str,
+    note: String,
+) {
     let ev = Event {
         type_,
         reason: reason.into(),
@@ -249,16 +314,21 @@ fn missing_permission(signer: &str, message: &str) -> String {
             "missing permission: verb \"approve\" on resource \"signers\" in API group \"certificates.k8s.io\" with resourceName {signer:?} (or \"{domain}/*\"); the API server said: {message}"
         )
     } else {
-        format!("missing permission to write approvals (verb \"update\" on \"certificatesigningrequests/approval\"): the API server said: {message}")
+        format!(
+            "missing permission to write approvals (verb \"update\" on \"certificatesigningrequests/approval\"): the API server said: {message}"
+        )
     }
 }
 
-async fn reconcile(csr: Arc<CertificateSigningRequest>, ctx: Arc<Ctx>) -> Result<Action, ApproveError> {
+async fn reconcile(
+    csr: Arc<CertificateSigningRequest>,
+    ctx: Arc<Ctx>,
+) -> Result<Action, ApproveError> {
     if !ctx.is_leader() {
         return Ok(Action::await_change());
     }
     let name = csr.name_any();
-    let limits = ctx.state.admission.limits.clone();
+    let limits = ctx.state.admission.limits;
     let mut current = (*csr).clone();
     for _ in 0..5 {
         let policies = ctx.state.policies();
@@ -267,7 +337,11 @@ async fn reconcile(csr: Arc<CertificateSigningRequest>, ctx: Arc<Ctx>) -> Result
                 ctx.forget(&name);
                 return Ok(Action::await_change());
             }
-            Plan::Observe { decision, input, why } => {
+            Plan::Observe {
+                decision,
+                input,
+                why,
+            } => {
                 tracing::debug!(csr = name, why, "decided, nothing written");
                 if decision.verdict() != Verdict::Ignore {
                     record(&ctx, &current, &input, &decision, false);
@@ -284,13 +358,26 @@ async fn reconcile(csr: Arc<CertificateSigningRequest>, ctx: Arc<Ctx>) -> Result
                 ctx.forget(&name);
                 return Ok(Action::await_change());
             }
-            Plan::Write { condition, decision, input } => {
+            Plan::Write {
+                condition,
+                decision,
+                input,
+            } => {
                 let mut body = current.clone();
                 let status = body.status.get_or_insert_with(Default::default);
-                status.conditions.get_or_insert_with(Vec::new).push(condition.clone());
+                status
+                    .conditions
+                    .get_or_insert_with(Vec::new)
+                    .push(condition.clone());
                 let started = Instant::now();
-                let result = ctx.api.replace_subresource("approval", &name, &PostParams::default(), &body).await;
-                ctx.state.metrics.approval_write_duration.observe(started.elapsed().as_secs_f64());
+                let result = ctx
+                    .api
+                    .replace_subresource("approval", &name, &PostParams::default(), &body)
+                    .await;
+                ctx.state
+                    .metrics
+                    .approval_write_duration
+                    .observe(started.elapsed().as_secs_f64());
                 let signer = current.spec.signer_name.clone();
                 match result {
                     Ok(_) => {
@@ -327,14 +414,22 @@ async fn reconcile(csr: Arc<CertificateSigningRequest>, ctx: Arc<Ctx>) -> Result
                         ctx.state.metrics.approver_error("conflict");
                         match ctx.api.get(&name).await {
                             Ok(fresh) => current = fresh,
-                            Err(kube::Error::Api(s)) if s.code == 404 => return Ok(Action::await_change()),
+                            Err(kube::Error::Api(s)) if s.code == 404 => {
+                                return Ok(Action::await_change());
+                            }
                             Err(e) => return Err(e.into()),
                         }
                     }
                     Err(kube::Error::Api(s)) if s.code == 404 => return Ok(Action::await_change()),
-                    Err(kube::Error::Api(s)) if s.code == 403 && s.message.contains("admission webhook") => {
+                    Err(kube::Error::Api(s))
+                        if s.code == 403 && s.message.contains("admission webhook") =>
+                    {
                         ctx.state.metrics.approver_error("webhook_denied");
-                        tracing::warn!(csr = name, error = s.message, "an admission webhook refused the approver's write");
+                        tracing::warn!(
+                            csr = name,
+                            error = s.message,
+                            "an admission webhook refused the approver's write"
+                        );
                         return Err(ApproveError::Forbidden(s.message.clone()));
                     }
                     Err(kube::Error::Api(s)) if s.code == 403 => {
@@ -348,9 +443,22 @@ async fn reconcile(csr: Arc<CertificateSigningRequest>, ctx: Arc<Ctx>) -> Result
                             .unwrap_or_else(|e| e.into_inner())
                             .insert(signer.clone(), why.clone())
                             .is_none();
-                        tracing::error!(csr = name, signer, error = why, "the approver cannot write its decision");
+                        tracing::error!(
+                            csr = name,
+                            signer,
+                            error = why,
+                            "the approver cannot write its decision"
+                        );
                         if first {
-                            event(&ctx, &current, EventType::Warning, "MissingPermission", "Approve", why.clone()).await;
+                            event(
+                                &ctx,
+                                &current,
+                                EventType::Warning,
+                                "MissingPermission",
+                                "Approve",
+                                why.clone(),
+                            )
+                            .await;
                         }
                         return Err(ApproveError::Forbidden(why));
                     }
@@ -367,7 +475,11 @@ async fn reconcile(csr: Arc<CertificateSigningRequest>, ctx: Arc<Ctx>) -> Result
 
 /// Retry with exponential backoff and jitter per request: 0.5 s doubling to 5 min; 30 s for a
 /// missing permission.
-fn error_policy(csr: Arc<CertificateSigningRequest>, error: &ApproveError, ctx: Arc<Ctx>) -> Action {
+fn error_policy(
+    csr: Arc<CertificateSigningRequest>,
+    error: &ApproveError,
+    ctx: Arc<Ctx>,
+) -> Action {
     let name = csr.name_any();
     let n = {
         let mut attempts = ctx.attempts.lock().unwrap_or_else(|e| e.into_inner());
@@ -377,9 +489,16 @@ fn error_policy(csr: Arc<CertificateSigningRequest>, error: &ApproveError, ctx: 
     };
     let base = match error {
         ApproveError::Forbidden(_) => Duration::from_secs(30),
-        _ => Duration::from_millis(500).saturating_mul(1 << n.min(10)).min(Duration::from_secs(300)),
+        _ => Duration::from_millis(500)
+            .saturating_mul(1 << n.min(10))
+            .min(Duration::from_secs(300)),
     };
-    let jitter = 0.5 + (std::collections::hash_map::RandomState::new().build_hasher().finish() % 1000) as f64 / 1000.0;
+    let jitter = 0.5
+        + (std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish()
+            % 1000) as f64
+            / 1000.0;
     let delay = base.mul_f64(jitter);
     tracing::warn!(csr = name, attempt = n, retry_in = ?delay, error = %error, "deciding failed; will retry");
     Action::requeue(delay)

@@ -38,9 +38,11 @@ pub enum Plan {
 
 fn true_condition(csr: &CertificateSigningRequest) -> Option<&'static str> {
     let conditions = csr.status.as_ref().and_then(|s| s.conditions.as_ref())?;
-    ["Approved", "Denied", "Failed"]
-        .into_iter()
-        .find(|kind| conditions.iter().any(|c| c.type_ == *kind && c.status == "True"))
+    ["Approved", "Denied", "Failed"].into_iter().find(|kind| {
+        conditions
+            .iter()
+            .any(|c| c.type_ == *kind && c.status == "True")
+    })
 }
 
 /// The decision input from what the API server stored: the request, the Kubernetes fields and
@@ -64,14 +66,24 @@ pub fn stored_input(csr: &CertificateSigningRequest, limits: &Limits) -> ReviewI
     )
 }
 
-pub fn plan(policies: &PolicySet, csr: &CertificateSigningRequest, dry_run: bool, limits: &Limits) -> Plan {
+pub fn plan(
+    policies: &PolicySet,
+    csr: &CertificateSigningRequest,
+    dry_run: bool,
+    limits: &Limits,
+) -> Plan {
     if !policies.governs_signer(&csr.spec.signer_name) {
         return Plan::OutOfScope;
     }
     if let Some(kind) = true_condition(csr) {
         return Plan::AlreadyDecided(kind);
     }
-    if csr.status.as_ref().and_then(|s| s.certificate.as_ref()).is_some_and(|c| !c.0.is_empty()) {
+    if csr
+        .status
+        .as_ref()
+        .and_then(|s| s.certificate.as_ref())
+        .is_some_and(|c| !c.0.is_empty())
+    {
         return Plan::AlreadyDecided("Issued");
     }
     let input = stored_input(csr, limits);
@@ -105,7 +117,10 @@ pub fn plan(policies: &PolicySet, csr: &CertificateSigningRequest, dry_run: bool
 
 /// `csr-warden: approved by policy "p"` or `csr-warden: denied by policy "p": r1; r2`, bounded.
 pub fn condition_message(decision: &Decision) -> String {
-    let policy = decision.policy().map(|p| format!(" by policy {p:?}")).unwrap_or_default();
+    let policy = decision
+        .policy()
+        .map(|p| format!(" by policy {p:?}"))
+        .unwrap_or_default();
     let mut m = match decision.verdict() {
         Verdict::Approve => format!("csr-warden: approved{policy}"),
         _ => format!("csr-warden: denied{policy}"),

@@ -213,13 +213,18 @@ pub async fn start(settings: Settings, records: RecordSink) -> Result<Running, S
         let files = resolve_tls_files(&settings)?;
         let loaded = tls::load(&files)?;
         log_certificate(&files, &loaded);
-        let listener = TcpListener::bind(settings.listen)
-            .await
-            .map_err(|source| ServeError::Listen {
-                addr: settings.listen,
-                source,
-            })?;
-        Some((Arc::new(TlsState::new(files, &loaded)), loaded.not_after, listener))
+        let listener =
+            TcpListener::bind(settings.listen)
+                .await
+                .map_err(|source| ServeError::Listen {
+                    addr: settings.listen,
+                    source,
+                })?;
+        Some((
+            Arc::new(TlsState::new(files, &loaded)),
+            loaded.not_after,
+            listener,
+        ))
     } else {
         None
     };
@@ -238,7 +243,9 @@ pub async fn start(settings: Settings, records: RecordSink) -> Result<Running, S
         })?;
 
     let metrics = metrics::Metrics::new();
-    metrics.policies_loaded.set(policies.policies().len() as i64);
+    metrics
+        .policies_loaded
+        .set(policies.policies().len() as i64);
     let state = Arc::new(AppState {
         policies: RwLock::new(Arc::new(policies)),
         admission: AdmissionSettings {
@@ -259,12 +266,10 @@ pub async fn start(settings: Settings, records: RecordSink) -> Result<Running, S
     let mut tls_state = None;
     if let Some((tls, not_after, listener)) = tls {
         state.metrics.certificate_expiry.set(not_after as f64);
-        let addr = listener
-            .local_addr()
-            .map_err(|source| ServeError::Listen {
-                addr: settings.listen,
-                source,
-            })?;
+        let addr = listener.local_addr().map_err(|source| ServeError::Listen {
+            addr: settings.listen,
+            source,
+        })?;
         webhook = Some(tokio::spawn(accept_loop(
             listener,
             state.clone(),
@@ -281,13 +286,20 @@ pub async fn start(settings: Settings, records: RecordSink) -> Result<Running, S
         let config = crate::approver::ApproverConfig {
             dry_run: settings.dry_run,
             identity: identity(&settings),
-            lease: settings.leader_election.then(|| crate::approver::LeaseConfig {
-                namespace: settings.lease_namespace.clone(),
-                name: settings.lease_name.clone(),
-                duration_seconds: settings.lease_duration.as_secs().max(1),
-            }),
+            lease: settings
+                .leader_election
+                .then(|| crate::approver::LeaseConfig {
+                    namespace: settings.lease_namespace.clone(),
+                    name: settings.lease_name.clone(),
+                    duration_seconds: settings.lease_duration.as_secs().max(1),
+                }),
         };
-        tokio::spawn(crate::approver::run(client, state.clone(), config, shutdown_rx.clone()))
+        tokio::spawn(crate::approver::run(
+            client,
+            state.clone(),
+            config,
+            shutdown_rx.clone(),
+        ))
     });
     let metrics_task = tokio::spawn(metrics_loop(metrics_listener, state.clone()));
     let reload_task = tokio::spawn(reload_loop(state.clone(), tls_state, policy_fp));
@@ -311,7 +323,9 @@ fn identity(settings: &Settings) -> String {
         .or_else(|| std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()))
         .unwrap_or_else(|| {
             use std::hash::{BuildHasher, Hasher};
-            let r = std::collections::hash_map::RandomState::new().build_hasher().finish();
+            let r = std::collections::hash_map::RandomState::new()
+                .build_hasher()
+                .finish();
             format!("csr-warden-{:08x}", r as u32)
         })
 }
@@ -359,7 +373,8 @@ async fn approver_client(settings: &Settings) -> Result<Option<kube::Client>, Se
             .map_err(|e| ServeError::Kubernetes(e.to_string()))?,
     };
     tracing::info!(cluster = %config.cluster_url, "the approver decides CSRs in this cluster");
-    let client = kube::Client::try_from(config).map_err(|e| ServeError::Kubernetes(e.to_string()))?;
+    let client =
+        kube::Client::try_from(config).map_err(|e| ServeError::Kubernetes(e.to_string()))?;
     Ok(Some(client))
 }
 
