@@ -499,3 +499,113 @@ async fn faults_and_a_racing_writer_still_end_with_each_request_decided_once() {
     assert!(conditions(&tf.get("untouched").await.unwrap()).is_empty());
     h.running.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn manual_approval_of_a_denied_request_is_refused_except_for_break_glass() {
+    let standin = StandIn::start("127.0.0.1:0".parse().unwrap(), Config::default())
+        .await
+        .unwrap();
+    standin.set_identity(Identity::new(
+        "oncall",
+        "oncall",
+        &["sre-oncall"],
+        kube_standin::identity::approver_rules(&[CLIENT]),
+    ));
+    // Dry run: the approver decides and logs but does not deny first, so a person gets to try.
+    let h = warden(&standin, |s| {
+        s.dry_run = true;
+        s.break_glass_groups = vec!["sre-oncall".into()];
+    })
+    .await;
+    standin.set_service("csr-warden", "csr-warden", h.addr());
+    // Stored while the webhook is not configured yet.
+    let tf: Api<CertificateSigningRequest> = Api::all(standin.client("terraform").await);
+    tf.create(
+        &PostParams::default(),
+        &terraform_csr("long", "ed25519.pem", Some(90 * 24 * 3600)),
+    )
+    .await
+    .unwrap();
+    standin.set_webhooks(vec![webhook(&h.ca_pem(), "Fail")]);
+    let approve = Patch::Merge(
+        json!({"status": {"conditions": [{"type": "Approved", "status": "True", "reason": "KubectlApprove", "message": "by hand"}]}}),
+    );
+
+    let admin: Api<CertificateSigningRequest> = Api::all(standin.client("admin").await);
+    let e = match admin
+        .patch_approval("long", &PatchParams::default(), &approve)
+        .await
+    {
+        Err(kube::Error::Api(s)) => s,
+        other => panic!(
+            "the admin's approval went through: {:?}",
+            other.map(|c| conditions(&c))
+        ),
+    };
+    assert_eq!(e.code, 403);
+    assert!(e.message.contains("approval of CertificateSigningRequest \"long\" by \"kubernetes-admin\" refused by csr-warden policy \"terraform-client\""), "{}", e.message);
+
+    let oncall: Api<CertificateSigningRequest> = Api::all(standin.client("oncall").await);
+    oncall
+        .patch_approval("long", &PatchParams::default(), &approve)
+        .await
+        .unwrap();
+    let approved = wait_for(&tf, "long", Duration::from_secs(20), issued).await;
+    assert_eq!(conditions(&approved)[0].1, "KubectlApprove");
+    assert!(
+        h.records()
+            .iter()
+            .any(|r| r.name == "long" && r.approver.as_ref().is_some_and(|a| a.break_glass))
+    );
+    // csr-warden itself never approved it: its only records for it are dry-run denials.
+    let own: Vec<_> = h
+        .records()
+        .into_iter()
+        .filter(|r| r.name == "long" && r.source == csr_warden::record::RecordSource::Approver)
+        .collect();
+    assert!(!own.is_empty());
+    assert!(
+        own.iter()
+            .all(|r| r.decision == csr_warden::policy::Verdict::Deny
+                && r.written == Some(false)
+                && r.dry_run == Some(true))
+    );
+    h.running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_approver_runs_alone_without_the_webhook() {
+    let standin = StandIn::start("127.0.0.1:0".parse().unwrap(), Config::default())
+        .await
+        .unwrap();
+    let h = warden(&standin, |s| s.webhook = false).await;
+    assert!(h.running.webhook_addr.is_none());
+    let tf: Api<CertificateSigningRequest> = Api::all(standin.client("terraform").await);
+    tf.create(
+        &PostParams::default(),
+        &terraform_csr("alone", "rsa-2048.pem", None),
+    )
+    .await
+    .unwrap();
+    wait_for(&tf, "alone", Duration::from_secs(20), |c| {
+        decided(c) && issued(c)
+    })
+    .await;
+    // Health and readiness are on the metrics port.
+    let tcp = tokio::net::TcpStream::connect(h.running.metrics_addr)
+        .await
+        .unwrap();
+    let (mut send, conn) = hyper::client::conn::http1::handshake::<
+        _,
+        http_body_util::Full<bytes::Bytes>,
+    >(hyper_util::rt::TokioIo::new(tcp))
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let req = http::Request::get("/readyz")
+        .header("host", "localhost")
+        .body(Default::default())
+        .unwrap();
+    assert_eq!(send.send_request(req).await.unwrap().status(), 200);
+    h.running.shutdown().await;
+}

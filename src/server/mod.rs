@@ -332,16 +332,26 @@ fn identity(settings: &Settings) -> String {
 
 /// The Kubernetes client the approver uses, when it runs.
 async fn approver_client(settings: &Settings) -> Result<Option<kube::Client>, ServeError> {
-    let configured = settings.kubeconfig.is_some() || kubernetes_config_source().is_some();
-    match (settings.approver, configured) {
+    // `auto` starts the approver only for a cluster named on purpose: in-cluster, or a
+    // kubeconfig/context setting. A developer's ~/.kube/config or KUBECONFIG is not enough, so
+    // `serve` on a laptop never starts approving certificates in whatever cluster is current.
+    let named = settings.kubeconfig.is_some()
+        || settings.context.is_some()
+        || std::env::var_os("KUBERNETES_SERVICE_HOST").is_some();
+    match (settings.approver, named) {
         (ApproverMode::Off, _) => {
             tracing::info!("the approver is off (approver: off)");
             return Ok(None);
         }
         (ApproverMode::Auto, false) => {
+            let hint = kubernetes_config_source()
+                .map(|s| {
+                    format!(" ({s} was found but not used: pass --kubeconfig or --approver on)")
+                })
+                .unwrap_or_default();
             tracing::info!(
-                "no Kubernetes configuration (not in a cluster, no kubeconfig setting, no KUBECONFIG, \
-                 no ~/.kube/config): running the admission webhook alone; the approver needs a cluster"
+                "not in a cluster and no kubeconfig or context given: running the admission \
+                 webhook alone; the approver needs a cluster{hint}"
             );
             return Ok(None);
         }
