@@ -55,15 +55,7 @@ fn issued(c: &CertificateSigningRequest) -> bool {
 }
 
 async fn warden(standin: &StandIn) -> support::Harness {
-    let kubeconfig = serde_saphyr::to_string(&standin.kubeconfig("csr-warden")).unwrap();
-    support::start(move |s, dir| {
-        let path = dir.join("kubeconfig");
-        std::fs::write(&path, kubeconfig).unwrap();
-        s.kubeconfig = Some(path);
-        s.context = Some("csr-warden".into());
-        s.approver = csr_warden::server::ApproverMode::On;
-    })
-    .await
+    support::start_with_standin(standin, |_| {}).await
 }
 
 async fn terraform_flow() {

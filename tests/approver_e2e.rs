@@ -58,17 +58,7 @@ async fn warden(
     standin: &StandIn,
     configure: impl FnOnce(&mut csr_warden::server::Settings),
 ) -> support::Harness {
-    let kubeconfig = serde_saphyr::to_string(&standin.kubeconfig("csr-warden")).unwrap();
-    support::start(move |s, dir| {
-        let path = dir.join("kubeconfig");
-        std::fs::write(&path, kubeconfig).unwrap();
-        s.kubeconfig = Some(path);
-        s.context = Some("csr-warden".into());
-        s.approver = csr_warden::server::ApproverMode::On;
-        s.lease_duration = Duration::from_secs(2);
-        configure(s);
-    })
-    .await
+    support::start_with_standin(standin, configure).await
 }
 
 async fn wait_for(
@@ -355,6 +345,13 @@ async fn a_missing_permission_is_named_and_makes_the_replica_unready() {
             .any(|e| e.reason.as_deref() == Some("MissingPermission"))
     );
     assert!(conditions(&tf.get("needs-approve").await.unwrap()).is_empty());
+    h.wait_for_metric("csr_warden_approver_pending_requests", 1.0)
+        .await;
+    assert!(
+        h.metric("csr_warden_approver_oldest_pending_age_seconds")
+            .await
+            .is_some()
+    );
     h.running.shutdown().await;
 }
 

@@ -227,12 +227,12 @@ async fn start_lease(
     Ok(manager.watch().await)
 }
 
-/// Count in-scope pending requests and the oldest one's age, every 5 seconds.
+/// Count in-scope pending requests and the oldest one's age, every second.
 async fn pending_gauges(
     store: kube::runtime::reflector::Store<CertificateSigningRequest>,
     state: Arc<AppState>,
 ) {
-    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tick.tick().await;
         let policies = state.policies();

@@ -342,3 +342,22 @@ pub fn review(name: &str) -> serde_json::Value {
 pub fn review_bytes(name: &str) -> Vec<u8> {
     std::fs::read(format!("examples/admission/{name}.json")).unwrap()
 }
+
+/// csr-warden with its approver pointed at `standin` as the csr-warden service account
+/// (2 s leases, so failover tests are quick); `configure` adjusts the settings further.
+pub async fn start_with_standin(
+    standin: &kube_standin::StandIn,
+    configure: impl FnOnce(&mut Settings),
+) -> Harness {
+    let kubeconfig = serde_saphyr::to_string(&standin.kubeconfig("csr-warden")).unwrap();
+    start(move |s, dir| {
+        let path = dir.join("kubeconfig");
+        std::fs::write(&path, kubeconfig).unwrap();
+        s.kubeconfig = Some(path);
+        s.context = Some("csr-warden".into());
+        s.approver = csr_warden::server::ApproverMode::On;
+        s.lease_duration = Duration::from_secs(2);
+        configure(s);
+    })
+    .await
+}
