@@ -1,8 +1,9 @@
 //! Reading policy files from disk: the I/O edge of policy loading.
 //!
 //! `--policies` names a file or a directory. In a directory, every `*.yaml` / `*.yml` file is
-//! read (symlinks followed, so a mounted ConfigMap works), except hidden entries (`..data`) and
-//! policy test suites (`*.test.yaml`, `*.test.yml`). Subdirectories are not read.
+//! read (symlinks followed, so a mounted ConfigMap works), except hidden entries (`..data`),
+//! policy test suites (`*.test.yaml`, `*.test.yml`) and `kustomization.yaml` (which packages the
+//! policies as a ConfigMap for `deploy/`). Subdirectories are not read.
 
 use std::path::{Path, PathBuf};
 
@@ -70,6 +71,7 @@ fn is_policy_file_name(p: &Path) -> bool {
         && (name.ends_with(".yaml") || name.ends_with(".yml"))
         && !name.ends_with(".test.yaml")
         && !name.ends_with(".test.yml")
+        && !matches!(name, "kustomization.yaml" | "kustomization.yml")
 }
 
 fn read_one(file: &Path) -> Result<String, String> {

@@ -19,16 +19,7 @@ use serde_json::json;
 const CLIENT: &str = "kubernetes.io/kube-apiserver-client";
 
 fn webhook(ca_pem: &str, failure_policy: &str) -> ValidatingWebhookConfiguration {
-    use base64::Engine;
-    let text = std::fs::read_to_string("examples/standin/webhook.yaml")
-        .unwrap()
-        .replace(
-            "CA_BUNDLE",
-            &base64::engine::general_purpose::STANDARD.encode(ca_pem),
-        );
-    let mut v = kube_standin::webhook::load(&text).unwrap().remove(0);
-    v.webhooks.as_mut().unwrap()[0].failure_policy = Some(failure_policy.into());
-    v
+    support::deploy_webhook(ca_pem, failure_policy, 3)
 }
 
 /// A request as the Terraform provider makes it: no expirationSeconds, usages given.
@@ -307,13 +298,13 @@ async fn a_missing_permission_is_named_and_makes_the_replica_unready() {
         .await
         .unwrap();
     // csr-warden's rules without `approve` on kube-apiserver-client.
-    let mut rules = kube_standin::csr_warden_default_rules();
+    let (mut rules, namespaced) = kube_standin::csr_warden_deploy_rbac();
     for r in &mut rules {
         if r.verbs == ["approve"] {
             r.resource_names = Some(vec!["example.com/spiffe".into()]);
         }
     }
-    standin.set_identity(Identity::csr_warden(rules));
+    standin.set_identity(Identity::csr_warden(rules, namespaced));
     let h = warden(&standin, |_| {}).await;
     let tf: Api<CertificateSigningRequest> = Api::all(standin.client("terraform").await);
     tf.create(

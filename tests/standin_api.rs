@@ -843,7 +843,7 @@ async fn faults_reach_the_client() {
 #[tokio::test]
 async fn leases_for_leader_election() {
     let s = standin().await;
-    let leases: Api<Lease> = Api::namespaced(s.client("csr-warden").await, "csr-warden");
+    let leases: Api<Lease> = Api::namespaced(s.client("admin").await, "csr-warden");
     let lease = Lease {
         metadata: ObjectMeta {
             name: Some("csr-warden".into()),
@@ -874,7 +874,20 @@ async fn leases_for_leader_election() {
             .await,
     );
     assert_eq!(e.code, 409);
-    // The csr-warden service account has no business with CSR deletion.
+    // csr-warden's service account (deploy/'s Role) may get and patch its Lease, only in its
+    // own namespace; Terraform may not touch it.
+    let warden: Api<Lease> = Api::namespaced(s.client("csr-warden").await, "csr-warden");
+    warden.get("csr-warden").await.unwrap();
+    warden
+        .patch(
+            "csr-warden",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"holderIdentity": "pod-c"}})),
+        )
+        .await
+        .unwrap();
+    let elsewhere: Api<Lease> = Api::namespaced(s.client("csr-warden").await, "kube-system");
+    assert_eq!(api_error(elsewhere.get("csr-warden").await).code, 403);
     let tf_leases: Api<Lease> = Api::namespaced(s.client("terraform").await, "csr-warden");
     assert_eq!(api_error(tf_leases.get("csr-warden").await).code, 403);
 }

@@ -17,41 +17,13 @@ use serde_json::json;
 
 const WEBHOOK: &str = "csr-warden.csr-warden.io";
 
-/// A webhook configuration as deploy/ will ship it, pointing at `service` with `ca_pem`.
+/// The webhook configuration deploy/ ships, pointing at the test CA.
 fn configuration(
     ca_pem: &str,
     failure_policy: &str,
     timeout: i32,
 ) -> ValidatingWebhookConfiguration {
-    use base64::Engine;
-    let ca = base64::engine::general_purpose::STANDARD.encode(ca_pem);
-    serde_json::from_value(json!({
-        "apiVersion": "admissionregistration.k8s.io/v1",
-        "kind": "ValidatingWebhookConfiguration",
-        "metadata": {"name": "csr-warden"},
-        "webhooks": [{
-            "name": WEBHOOK,
-            "admissionReviewVersions": ["v1"],
-            "sideEffects": "None",
-            "failurePolicy": failure_policy,
-            "timeoutSeconds": timeout,
-            "clientConfig": {
-                "service": {"namespace": "csr-warden", "name": "csr-warden", "path": "/validate", "port": 443},
-                "caBundle": ca,
-            },
-            "rules": [
-                {"operations": ["CREATE"], "apiGroups": ["certificates.k8s.io"], "apiVersions": ["v1"],
-                 "resources": ["certificatesigningrequests"], "scope": "Cluster"},
-                {"operations": ["UPDATE"], "apiGroups": ["certificates.k8s.io"], "apiVersions": ["v1"],
-                 "resources": ["certificatesigningrequests/approval"], "scope": "Cluster"},
-            ],
-            "matchConditions": [{
-                "name": "governed-signers",
-                "expression": "object.spec.signerName in ['kubernetes.io/kube-apiserver-client', 'kubernetes.io/kubelet-serving', 'example.com/spiffe']",
-            }],
-        }],
-    }))
-    .unwrap()
+    support::deploy_webhook(ca_pem, failure_policy, timeout)
 }
 
 fn csr(

@@ -96,6 +96,19 @@ impl PolicySet {
     }
 
     /// Whether any policy's signer selector names this signer.
+    /// Every signer selector of every policy (`name` or `domain/*`), sorted, without repeats:
+    /// what RBAC `resourceNames` and the webhook's matchConditions must name.
+    pub fn governed_signers(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .policies
+            .iter()
+            .flat_map(|p| p.signers().iter().map(ToString::to_string))
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+
     pub fn governs_signer(&self, signer_name: &str) -> bool {
         !self.candidate_indexes(signer_name).is_empty()
     }

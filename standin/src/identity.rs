@@ -21,7 +21,10 @@ pub struct Identity {
     /// As the authenticator reports them; `system:authenticated` is added for every identity.
     pub groups: Vec<String>,
     pub extra: BTreeMap<String, Vec<String>>,
+    /// ClusterRole rules: everywhere.
     pub rules: Vec<PolicyRule>,
+    /// Role rules: only in their namespace.
+    pub namespaced_rules: Vec<(String, PolicyRule)>,
 }
 
 /// What is being asked, as the authorizer sees it.
@@ -85,6 +88,7 @@ impl Identity {
             groups,
             extra: BTreeMap::new(),
             rules,
+            namespaced_rules: Vec::new(),
         }
     }
 
@@ -93,9 +97,9 @@ impl Identity {
         Identity::new("admin", "kubernetes-admin", &["system:masters"], vec![])
     }
 
-    /// The csr-warden service account with `rules` (the ClusterRole `deploy/` ships).
-    pub fn csr_warden(rules: Vec<PolicyRule>) -> Identity {
-        Identity::new(
+    /// The csr-warden service account with `rules` (cluster-wide) and `namespaced` rules.
+    pub fn csr_warden(rules: Vec<PolicyRule>, namespaced: Vec<(String, PolicyRule)>) -> Identity {
+        let mut i = Identity::new(
             "csr-warden",
             "system:serviceaccount:csr-warden:csr-warden",
             &[
@@ -103,7 +107,9 @@ impl Identity {
                 "system:serviceaccounts:csr-warden",
             ],
             rules,
-        )
+        );
+        i.namespaced_rules = namespaced;
+        i
     }
 
     /// A Terraform runner: creates, reads and deletes CSRs, and may approve
@@ -143,7 +149,12 @@ impl Identity {
 
     /// Whether the rules allow `a`.
     pub fn allows(&self, a: &Attributes<'_>) -> bool {
-        self.is_superuser() || self.rules.iter().any(|r| rule_matches(r, a))
+        self.is_superuser()
+            || self.rules.iter().any(|r| rule_matches(r, a))
+            || self
+                .namespaced_rules
+                .iter()
+                .any(|(ns, r)| a.namespace == Some(ns.as_str()) && rule_matches(r, a))
     }
 }
 

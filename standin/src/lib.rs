@@ -46,48 +46,41 @@ pub struct Config {
     pub signer: bool,
 }
 
-/// The rules csr-warden's service account gets until `deploy/` ships its ClusterRole: read and
-/// watch CSRs, write approvals, approve for the signers the shipped policies govern, events,
-/// leases.
-pub fn csr_warden_default_rules() -> Vec<PolicyRule> {
-    let rule = |verbs: &[&str], group: &str, resources: &[&str], names: &[&str]| PolicyRule {
-        verbs: verbs.iter().map(|s| s.to_string()).collect(),
-        api_groups: Some(vec![group.to_string()]),
-        resources: Some(resources.iter().map(|s| s.to_string()).collect()),
-        resource_names: (!names.is_empty()).then(|| names.iter().map(|s| s.to_string()).collect()),
-        non_resource_urls: None,
-    };
-    vec![
-        rule(
-            &["get", "list", "watch"],
-            "certificates.k8s.io",
-            &["certificatesigningrequests"],
-            &[],
-        ),
-        rule(
-            &["update"],
-            "certificates.k8s.io",
-            &["certificatesigningrequests/approval"],
-            &[],
-        ),
-        rule(
-            &["approve"],
-            "certificates.k8s.io",
-            &["signers"],
-            &[
-                "kubernetes.io/kube-apiserver-client",
-                "kubernetes.io/kubelet-serving",
-                "example.com/spiffe",
-            ],
-        ),
-        rule(&["create", "patch"], "events.k8s.io", &["events"], &[]),
-        rule(
-            &["get", "create", "update", "patch"],
-            "coordination.k8s.io",
-            &["leases"],
-            &[],
-        ),
-    ]
+/// The RBAC `deploy/base/rbac.yaml` ships for csr-warden's service account, compiled in: the
+/// ClusterRole's rules (cluster-wide) and the Role's rules (in the namespace kustomize gives it,
+/// `csr-warden`). The stand-in grants exactly these, so a rule the approver needs but the
+/// manifests lack fails the tests as it would fail in a cluster.
+pub fn csr_warden_deploy_rbac() -> (Vec<PolicyRule>, Vec<(String, PolicyRule)>) {
+    use k8s_openapi::api::rbac::v1::{ClusterRole, Role};
+    const RBAC: &str = include_str!("../../deploy/base/rbac.yaml");
+    const NAMESPACE: &str = "csr-warden";
+    let docs: Vec<serde_json::Value> =
+        serde_saphyr::from_multiple(RBAC).expect("deploy/base/rbac.yaml is YAML");
+    let mut cluster = Vec::new();
+    let mut namespaced = Vec::new();
+    for doc in docs {
+        match doc["kind"].as_str() {
+            Some("ClusterRole") => {
+                let role: ClusterRole = serde_json::from_value(doc).expect("ClusterRole");
+                cluster.extend(role.rules.unwrap_or_default());
+            }
+            Some("Role") => {
+                let role: Role = serde_json::from_value(doc).expect("Role");
+                let ns = role
+                    .metadata
+                    .namespace
+                    .unwrap_or_else(|| NAMESPACE.to_string());
+                namespaced.extend(
+                    role.rules
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|r| (ns.clone(), r)),
+                );
+            }
+            _ => {}
+        }
+    }
+    (cluster, namespaced)
 }
 
 impl Default for Config {
@@ -95,7 +88,10 @@ impl Default for Config {
         Config {
             identities: vec![
                 Identity::admin(),
-                Identity::csr_warden(csr_warden_default_rules()),
+                {
+                    let (rules, namespaced) = csr_warden_deploy_rbac();
+                    Identity::csr_warden(rules, namespaced)
+                },
                 Identity::terraform(),
                 Identity::node("worker-1"),
                 Identity::node("worker-2"),

@@ -24,6 +24,10 @@ struct Args {
     /// ValidatingWebhookConfigurations to call (YAML or JSON, several documents allowed).
     #[arg(long, value_name = "FILE")]
     webhooks: Option<PathBuf>,
+    /// CA (PEM) to put in every webhook whose caBundle is empty, as an overlay or cert-manager
+    /// would (for `--webhooks deploy/base/webhook.yaml`).
+    #[arg(long, value_name = "FILE")]
+    webhook_ca: Option<PathBuf>,
     /// Route a Service named by a webhook to an address: NAMESPACE/NAME=HOST:PORT (repeatable).
     #[arg(long = "service", value_name = "NS/NAME=ADDR")]
     services: Vec<String>,
@@ -54,6 +58,22 @@ async fn main() -> anyhow::Result<()> {
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         config.webhooks = kube_standin::webhook::load(&text)
             .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    }
+    if let Some(ca) = &args.webhook_ca {
+        let pem = std::fs::read(ca).with_context(|| format!("reading {}", ca.display()))?;
+        for w in config
+            .webhooks
+            .iter_mut()
+            .flat_map(|c| c.webhooks.iter_mut().flatten())
+        {
+            if w.client_config
+                .ca_bundle
+                .as_ref()
+                .is_none_or(|b| b.0.is_empty())
+            {
+                w.client_config.ca_bundle = Some(k8s_openapi::ByteString(pem.clone()));
+            }
+        }
     }
     let standin = StandIn::start(args.listen, config)
         .await

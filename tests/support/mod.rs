@@ -361,3 +361,19 @@ pub async fn start_with_standin(
     })
     .await
 }
+
+/// The ValidatingWebhookConfiguration `deploy/` ships, with the test CA as caBundle (what an
+/// overlay fills in), `failure_policy` and `timeout_seconds` set for the test.
+pub fn deploy_webhook(
+    ca_pem: &str,
+    failure_policy: &str,
+    timeout_seconds: i32,
+) -> k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration {
+    let text = std::fs::read_to_string("deploy/base/webhook.yaml").unwrap();
+    let mut v = kube_standin::webhook::load(&text).unwrap().remove(0);
+    let w = &mut v.webhooks.as_mut().unwrap()[0];
+    w.client_config.ca_bundle = Some(k8s_openapi::ByteString(ca_pem.as_bytes().to_vec()));
+    w.failure_policy = Some(failure_policy.into());
+    w.timeout_seconds = Some(timeout_seconds);
+    v
+}
