@@ -15,3 +15,4 @@ pub mod policy_dir;
 pub mod record;
 pub mod request;
 pub mod server;
+pub mod suite;

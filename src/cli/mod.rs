@@ -2,6 +2,7 @@
 
 pub mod certs;
 pub mod check;
+pub mod test;
 
 use std::path::PathBuf;
 
@@ -21,6 +22,8 @@ pub enum Command {
     Serve(crate::server::ServeArgs),
     /// Decide requests offline against the policies and explain each decision.
     Check(check::CheckArgs),
+    /// Run policy test suites (`*.test.yaml`): what the policies must decide.
+    Test(test::TestArgs),
     /// Certificates for development.
     Certs(certs::CertsArgs),
 }
