@@ -25,6 +25,18 @@ pub struct CsrDocument {
     pub requester_uid: Option<String>,
     pub groups: Option<Vec<String>>,
     pub extra: Option<BTreeMap<String, Vec<String>>>,
+    /// When the input is a decision record: what was decided then.
+    pub recorded: Option<Recorded>,
+}
+
+/// The decision a decision record reports, to compare a new decision with.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Recorded {
+    pub decision: crate::policy::Verdict,
+    pub policy: Option<String>,
+    pub policy_digest: String,
+    pub source: String,
+    pub timestamp: String,
 }
 
 /// Every request in `bytes`, or why the input is none of the accepted forms.
@@ -44,7 +56,11 @@ pub fn read_documents(label: &str, bytes: &[u8]) -> Result<Vec<CsrDocument>, Str
             .to_string()
     })?;
     let values: Vec<Value> = if trimmed.first() == Some(&b'{') {
-        vec![serde_json::from_str(text).map_err(|e| format!("invalid JSON: {e}"))?]
+        // One JSON document, or several in a row (decision records as JSON lines).
+        serde_json::Deserializer::from_str(text)
+            .into_iter::<Value>()
+            .collect::<Result<_, _>>()
+            .map_err(|e| format!("invalid JSON: {e}"))?
     } else {
         serde_saphyr::from_multiple(text).map_err(|e| {
             format!(
@@ -115,6 +131,7 @@ fn collect(value: Value, out: &mut Vec<CsrDocument>) -> Result<(), String> {
             }
             out.push(doc);
         }
+        "DecisionRecord" => out.push(from_record(&value)?),
         "" => {
             return Err(
                 "not a PEM request, a CertificateSigningRequest manifest or an AdmissionReview \
@@ -125,6 +142,56 @@ fn collect(value: Value, out: &mut Vec<CsrDocument>) -> Result<(), String> {
         other => return Err(format!("kind {other:?} is not a CertificateSigningRequest")),
     }
     Ok(())
+}
+
+/// A decision record (`csr-warden.io/v1alpha1`), to decide its request again.
+fn from_record(v: &Value) -> Result<CsrDocument, String> {
+    use base64::Engine;
+    if v["apiVersion"] != crate::record::API_VERSION {
+        return Err(format!(
+            "decision record of apiVersion {}: this csr-warden reads {}",
+            v["apiVersion"],
+            crate::record::API_VERSION
+        ));
+    }
+    let data = v["request"]["data"].as_str().ok_or(
+        "decision record without request.data (written before records carried the request)",
+    )?;
+    let request = base64::engine::general_purpose::STANDARD
+        .decode(data)
+        .map_err(|e| format!("decision record: request.data is not base64: {e}"))?;
+    let strings = |x: &Value| -> Option<Vec<String>> {
+        x.as_array().map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(str::to_string))
+                .collect()
+        })
+    };
+    let decision: crate::policy::Verdict = serde_json::from_value(v["decision"].clone())
+        .map_err(|e| format!("decision record: decision: {e}"))?;
+    Ok(CsrDocument {
+        label: String::new(),
+        name: v["name"]
+            .as_str()
+            .filter(|n| !n.is_empty())
+            .map(str::to_string),
+        uid: v["uid"].as_str().map(str::to_string),
+        request,
+        signer_name: v["request"]["signerName"].as_str().map(str::to_string),
+        usages: strings(&v["request"]["usages"]),
+        expiration_seconds: v["request"]["expirationSeconds"].as_i64(),
+        username: v["requester"]["username"].as_str().map(str::to_string),
+        requester_uid: v["requester"]["uid"].as_str().map(str::to_string),
+        groups: strings(&v["requester"]["groups"]),
+        extra: serde_json::from_value(v["requester"]["extra"].clone()).ok(),
+        recorded: Some(Recorded {
+            decision,
+            policy: v["policy"].as_str().map(str::to_string),
+            policy_digest: v["policyDigest"].as_str().unwrap_or_default().to_string(),
+            source: v["source"].as_str().unwrap_or_default().to_string(),
+            timestamp: v["timestamp"].as_str().unwrap_or_default().to_string(),
+        }),
+    })
 }
 
 fn from_manifest(csr: CertificateSigningRequest) -> CsrDocument {
@@ -141,6 +208,7 @@ fn from_manifest(csr: CertificateSigningRequest) -> CsrDocument {
         requester_uid: spec.uid,
         groups: spec.groups,
         extra: spec.extra,
+        recorded: None,
     }
 }
 

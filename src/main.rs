@@ -47,7 +47,8 @@ fn serve(args: &ServeArgs) -> anyhow::Result<u8> {
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async {
-        let running = server::start(settings, RecordSink::Stdout).await?;
+        let records = RecordSink::stdout(settings.record_file.as_deref())?;
+        let running = server::start(settings, records).await?;
         let signal = shutdown_signal().await;
         tracing::info!(
             signal,

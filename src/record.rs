@@ -4,7 +4,10 @@
 //! A record carries what is needed to reproduce the decision later: the request's SHA-256,
 //! the Kubernetes fields, the requester, and the digest of the policy set that decided.
 
-use serde::Serialize;
+use std::collections::BTreeMap;
+
+use base64::Engine;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::policy::{Decision, Mode, Verdict};
@@ -14,7 +17,7 @@ pub const API_VERSION: &str = "csr-warden.io/v1alpha1";
 pub const KIND: &str = "DecisionRecord";
 
 /// Which part of csr-warden decided.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum RecordSource {
     /// The admission webhook, at CREATE.
@@ -27,20 +30,25 @@ pub enum RecordSource {
     Check,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RecordRequester {
     pub username: String,
     pub uid: String,
     pub groups: Vec<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra: BTreeMap<String, Vec<String>>,
 }
 
 /// What was asked: a summary of the request, enough for a person reading a log.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RecordRequest {
     /// Hex SHA-256 of the DER request (of the bytes as given when they do not parse).
     pub sha256: String,
+    /// The request exactly as stored (`spec.request`, usually PEM), base64: with the policies at
+    /// `policyDigest`, enough for `csr-warden check` to decide it again.
+    pub data: String,
     /// `CN=..., O=...`, in request order; empty when the request does not parse.
     pub subject: String,
     /// `DNS:a`, `IP:b`, ... in request order.
@@ -51,7 +59,7 @@ pub struct RecordRequest {
 }
 
 /// Who else acted, for approval-guard records: the person or controller approving.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RecordApprover {
     pub username: String,
@@ -60,7 +68,7 @@ pub struct RecordApprover {
     pub break_glass: bool,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DecisionRecord {
     pub api_version: &'static str,
@@ -102,7 +110,7 @@ pub struct DecisionRecord {
     pub version: &'static str,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AuditOutcome {
     pub decision: Verdict,
@@ -136,6 +144,7 @@ impl DecisionRecord {
             ),
             Err(_) => (crate::csr::hex(&Sha256::digest(raw)), String::new(), vec![]),
         };
+        let data = base64::engine::general_purpose::STANDARD.encode(raw);
         DecisionRecord {
             api_version: API_VERSION,
             kind: KIND,
@@ -149,9 +158,11 @@ impl DecisionRecord {
                 username: input.requester.username.clone(),
                 uid: input.requester.uid.clone(),
                 groups: input.requester.groups.clone(),
+                extra: input.requester.extra.clone(),
             },
             request: RecordRequest {
                 sha256,
+                data,
                 subject,
                 sans,
                 signer_name: input.spec.signer_name.clone(),

@@ -730,3 +730,105 @@ fn approval_review_is_checked_for_the_recorded_requester_not_the_approver() {
     assert_eq!(record["username"], "terraform");
     assert_eq!(record["decision"], "approve");
 }
+
+fn check_in(dir: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_csr-warden"))
+        .current_dir(dir)
+        .arg("check")
+        .args(args)
+        .output()
+        .expect("run csr-warden")
+}
+
+#[test]
+fn decision_records_reproduce_with_check() {
+    let manifests: Vec<String> = std::fs::read_dir(format!("{ROOT}/examples/csr"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .map(|p| p.display().to_string())
+        .collect();
+    let mut args = vec!["--output", "record"];
+    args.extend(manifests.iter().map(String::as_str));
+    let o = check(&args);
+    let records = stdout(&o);
+    assert_eq!(records.lines().count(), manifests.len());
+    let first: Value = serde_json::from_str(records.lines().next().unwrap()).unwrap();
+    assert_eq!(first["apiVersion"], "csr-warden.io/v1alpha1");
+    assert_eq!(first["kind"], "DecisionRecord");
+    assert_eq!(first["source"], "check");
+    assert!(
+        first["policyDigest"]
+            .as_str()
+            .unwrap()
+            .starts_with("sha256:")
+    );
+    assert!(first["request"]["data"].as_str().is_some());
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("records.jsonl");
+    std::fs::write(&file, &records).unwrap();
+    let o = check(&["--output", "json", file.to_str().unwrap()]);
+    let text = stdout(&o);
+    assert_eq!(text.lines().count(), manifests.len());
+    for (line, record) in text.lines().zip(records.lines()) {
+        let now: Value = serde_json::from_str(line).unwrap();
+        let then: Value = serde_json::from_str(record).unwrap();
+        assert_eq!(now["reproduced"], true, "{line}");
+        assert_eq!(now["decision"], then["decision"]);
+        assert_eq!(now["policy"], then["policy"]);
+        assert_eq!(now["username"], then["requester"]["username"]);
+    }
+}
+
+#[test]
+fn a_webhook_record_reproduces_and_a_policy_change_is_reported() {
+    // The record the webhook writes for a review, as `serve` logs it.
+    let policies = csr_warden::policy_dir::load(format!("{ROOT}/policies").as_ref()).unwrap();
+    let body = std::fs::read(format!(
+        "{ROOT}/examples/admission/create-terraform-admin.json"
+    ))
+    .unwrap();
+    let req = csr_warden::admission::parse_review(&body).unwrap();
+    let reviewed = csr_warden::admission::review(
+        &policies,
+        &Default::default(),
+        &req,
+        "2026-12-04T12:00:00Z".into(),
+    );
+    let record = serde_json::to_string(&reviewed.record.unwrap()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("webhook.jsonl");
+    std::fs::write(&file, format!("{record}\n")).unwrap();
+
+    let o = check(&[file.to_str().unwrap()]);
+    let text = stdout(&o);
+    assert!(text.contains("deny by policy terraform-client"), "{text}");
+    assert!(
+        text.contains(
+            "recorded: deny by policy terraform-client (webhook, 2026-12-04T12:00:00Z): reproduced"
+        ),
+        "{text}"
+    );
+    assert!(!text.contains("policies differ"), "{text}");
+
+    // Other policies than the recorded ones: the digest differs and check says so.
+    let policy_dir = dir.path().join("policies");
+    std::fs::create_dir(&policy_dir).unwrap();
+    let tf = std::fs::read_to_string(format!("{ROOT}/policies/terraform-client.yaml")).unwrap();
+    std::fs::write(
+        policy_dir.join("terraform-client.yaml"),
+        tf.replace("mode: enforce", "mode: audit"),
+    )
+    .unwrap();
+    let o = check_in(
+        dir.path().to_str().unwrap(),
+        &["--policies", "policies", "webhook.jsonl"],
+    );
+    let text = stdout(&o);
+    assert!(
+        text.contains("the policies differ from the recorded ones"),
+        "{text}"
+    );
+    assert_eq!(o.status.code(), Some(1));
+}

@@ -207,3 +207,29 @@ fn unusable_certificate_files_are_named() {
     assert!(e.starts_with(&cert.display().to_string()), "{e}");
     assert!(e.contains("no CERTIFICATE block"), "{e}");
 }
+
+#[test]
+fn record_file_gets_every_record_appended() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("records.jsonl");
+    std::fs::write(&path, "{\"earlier\":true}\n").unwrap();
+    let sink = csr_warden::server::RecordSink::stdout(Some(&path)).unwrap();
+    let policies = csr_warden::policy_dir::load("policies".as_ref()).unwrap();
+    let body = std::fs::read("examples/admission/create-terraform-alice.json").unwrap();
+    let req = csr_warden::admission::parse_review(&body).unwrap();
+    let reviewed = csr_warden::admission::review(&policies, &Default::default(), &req, "t".into());
+    let record = reviewed.record.unwrap();
+    sink.write(&record);
+    sink.write(&record);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3, "appended, not truncated: {text}");
+    let v: serde_json::Value = serde_json::from_str(lines[2]).unwrap();
+    assert_eq!(v["kind"], "DecisionRecord");
+    assert!(
+        csr_warden::server::RecordSink::stdout(Some(std::path::Path::new(
+            "/nonexistent/dir/r.jsonl"
+        )))
+        .is_err()
+    );
+}

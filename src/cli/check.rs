@@ -35,7 +35,8 @@ pub struct CheckArgs {
     /// expirationSeconds, where the input does not give it.
     #[arg(long)]
     pub expiration_seconds: Option<i64>,
-    /// Output format: text for people, json for one object per input per line.
+    /// Output format: text for people, json for one object per input per line, record for
+    /// decision records (JSON lines, source `check`).
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
     /// PEM requests, CertificateSigningRequest manifests (YAML or JSON) or AdmissionReviews;
@@ -57,6 +58,9 @@ struct Record<'a> {
     reasons: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     audit: Option<AuditRecord<'a>>,
+    /// For a decision record input: whether the new decision is the recorded one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reproduced: Option<bool>,
 }
 
 #[derive(Debug, Serialize)]
@@ -97,33 +101,44 @@ pub fn run(args: &CheckArgs, out: &mut dyn Write) -> Result<u8, CliError> {
                 for doc in docs {
                     let (input, decision) = decide(&policies, args, &doc);
                     any_denied |= decision.verdict() == Verdict::Deny;
-                    print(
-                        out,
-                        args.output,
-                        &doc.label,
-                        doc.name.as_deref(),
-                        &input.spec,
-                        &input.requester,
-                        &decision,
-                    )?;
+                    let reproduced = doc.recorded.as_ref().map(|r| {
+                        r.decision == decision.verdict() && r.policy.as_deref() == decision.policy()
+                    });
+                    any_denied |= reproduced == Some(false);
+                    let shown = Shown {
+                        label: &doc.label,
+                        doc: Some(&doc),
+                        input: Some(&input),
+                        decision: &decision,
+                        reproduced,
+                    };
+                    print(out, args.output, &policies, &shown)?;
                 }
             }
             Err(why) => {
                 any_denied = true;
                 let decision = unreadable(Reason::new(None, "input", why));
-                print(
-                    out,
-                    args.output,
+                let shown = Shown {
                     label,
-                    None,
-                    &CsrSpec::default(),
-                    &Requester::default(),
-                    &decision,
-                )?;
+                    doc: None,
+                    input: None,
+                    decision: &decision,
+                    reproduced: None,
+                };
+                print(out, args.output, &policies, &shown)?;
             }
         }
     }
     Ok(u8::from(any_denied))
+}
+
+/// One decided input, as printed.
+struct Shown<'a> {
+    label: &'a str,
+    doc: Option<&'a CsrDocument>,
+    input: Option<&'a ReviewInput>,
+    decision: &'a Decision,
+    reproduced: Option<bool>,
 }
 
 /// A decision for an input that is not a request at all.
@@ -176,16 +191,41 @@ fn decide(policies: &PolicySet, args: &CheckArgs, doc: &CsrDocument) -> (ReviewI
 fn print(
     out: &mut dyn Write,
     format: OutputFormat,
-    label: &str,
-    name: Option<&str>,
-    spec: &CsrSpec,
-    requester: &Requester,
-    decision: &Decision,
+    policies: &PolicySet,
+    shown: &Shown<'_>,
 ) -> Result<(), CliError> {
+    let default_spec = CsrSpec::default();
+    let default_requester = Requester::default();
+    let spec = shown.input.map_or(&default_spec, |i| &i.spec);
+    let requester = shown.input.map_or(&default_requester, |i| &i.requester);
+    let decision = shown.decision;
+    let name = shown.doc.and_then(|d| d.name.as_deref());
     match format {
+        OutputFormat::Record => {
+            // Unreadable inputs have no request to record: they are reported on stderr.
+            let (Some(doc), Some(input)) = (shown.doc, shown.input) else {
+                eprintln!("{}: {}", shown.label, decision.reason_strings().join("; "));
+                return Ok(());
+            };
+            let record = crate::record::DecisionRecord::new(
+                crate::record::RecordContext {
+                    source: crate::record::RecordSource::Check,
+                    timestamp: crate::record::now_rfc3339(),
+                    name: name.unwrap_or(""),
+                    uid: doc.uid.as_deref().unwrap_or(""),
+                    policy_digest: policies.digest(),
+                },
+                &doc.request,
+                input,
+                decision,
+            );
+            let line = serde_json::to_string(&record)
+                .map_err(|e| CliError::Output(std::io::Error::other(e)))?;
+            writeln!(out, "{line}")?;
+        }
         OutputFormat::Json => {
             let record = Record {
-                input: label,
+                input: shown.label,
                 name,
                 signer: &spec.signer_name,
                 username: &requester.username,
@@ -198,13 +238,14 @@ fn print(
                     policy: a.policy.as_deref(),
                     reasons: a.reasons.iter().map(ToString::to_string).collect(),
                 }),
+                reproduced: shown.reproduced,
             };
             let line = serde_json::to_string(&record)
                 .map_err(|e| CliError::Output(std::io::Error::other(e)))?;
             writeln!(out, "{line}")?;
         }
         OutputFormat::Text => {
-            write!(out, "{label}: {}", decision.verdict())?;
+            write!(out, "{}: {}", shown.label, decision.verdict())?;
             match (decision.policy(), decision.mode()) {
                 (Some(p), Some(m)) => writeln!(out, " by policy {p} ({m})")?,
                 _ => writeln!(out)?,
@@ -217,6 +258,30 @@ fn print(
                 writeln!(out, "  audit mode: policy {policy} would {}", a.verdict)?;
                 for r in &a.reasons {
                     writeln!(out, "    - {r}")?;
+                }
+            }
+            if let (Some(r), Some(same)) = (
+                shown.doc.and_then(|d| d.recorded.as_ref()),
+                shown.reproduced,
+            ) {
+                let by = r
+                    .policy
+                    .as_deref()
+                    .map(|p| format!(" by policy {p}"))
+                    .unwrap_or_default();
+                let verdict = if same { "reproduced" } else { "NOT reproduced" };
+                writeln!(
+                    out,
+                    "  recorded: {}{by} ({}, {}): {verdict}",
+                    r.decision, r.source, r.timestamp
+                )?;
+                if r.policy_digest != policies.digest() {
+                    writeln!(
+                        out,
+                        "  the policies differ from the recorded ones ({} then, {} now): check out the policies at that digest to reproduce exactly",
+                        r.policy_digest,
+                        policies.digest()
+                    )?;
                 }
             }
         }

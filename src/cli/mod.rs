@@ -32,6 +32,8 @@ pub enum Command {
 pub enum OutputFormat {
     Text,
     Json,
+    /// Decision records (`csr-warden.io/v1alpha1` DecisionRecord), one JSON object per line.
+    Record,
 }
 
 /// A command-line problem: reported on stderr, exit code 2.

@@ -235,16 +235,25 @@ pub fn compile(sources: &[Source]) -> Result<PolicySet, LoadErrors> {
     Ok(PolicySet::new(policies, digest(sources)))
 }
 
-/// sha256 over the sources in path order: identifies the policy set in decision records.
+/// sha256 over the sources' file names and texts, in name order: identifies the policy set in
+/// decision records. The directory is left out, so the same files give the same digest in the
+/// repository (`policies/`) and in a cluster (the ConfigMap mounted at `/etc/csr-warden/policies`).
 fn digest(sources: &[Source]) -> String {
-    let mut sorted: Vec<&Source> = sources.iter().collect();
-    sorted.sort_by(|a, b| a.path.cmp(&b.path));
+    let name = |s: &Source| {
+        std::path::Path::new(&s.path)
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| s.path.clone())
+    };
+    let mut named: Vec<(String, &str)> =
+        sources.iter().map(|s| (name(s), s.text.as_str())).collect();
+    named.sort();
     let mut hasher = Sha256::new();
-    for s in sorted {
-        hasher.update((s.path.len() as u64).to_be_bytes());
-        hasher.update(s.path.as_bytes());
-        hasher.update((s.text.len() as u64).to_be_bytes());
-        hasher.update(s.text.as_bytes());
+    for (n, text) in named {
+        hasher.update((n.len() as u64).to_be_bytes());
+        hasher.update(n.as_bytes());
+        hasher.update((text.len() as u64).to_be_bytes());
+        hasher.update(text.as_bytes());
     }
     format!("sha256:{}", crate::csr::hex(&hasher.finalize()))
 }

@@ -33,23 +33,55 @@ use tls::{Reload, TlsFiles, TlsState};
 /// Where decision records go.
 #[derive(Clone, Default)]
 pub enum RecordSink {
-    /// One JSON line per record on standard output (the default for `serve`).
+    /// One JSON line per record on standard output (the default for `serve`), and appended to
+    /// `record_file` when one is set.
     #[default]
     Stdout,
+    /// Standard output and a file, appended to.
+    StdoutAndFile(Arc<Mutex<std::fs::File>>),
     /// Kept in memory, for tests.
     Memory(Arc<Mutex<Vec<DecisionRecord>>>),
 }
 
 impl RecordSink {
+    /// Standard output, plus `file` (opened for appending, created 0640) when given.
+    pub fn stdout(file: Option<&Path>) -> std::io::Result<RecordSink> {
+        let Some(path) = file else {
+            return Ok(RecordSink::Stdout);
+        };
+        let mut options = std::fs::OpenOptions::new();
+        options.create(true).append(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o640);
+        }
+        let f = options.open(path).map_err(|e| {
+            std::io::Error::new(e.kind(), format!("record_file {}: {e}", path.display()))
+        })?;
+        Ok(RecordSink::StdoutAndFile(Arc::new(Mutex::new(f))))
+    }
+
     pub fn write(&self, record: &DecisionRecord) {
+        use std::io::Write;
+        let line = || {
+            let mut line = serde_json::to_vec(record).ok()?;
+            line.push(b'\n');
+            Some(line)
+        };
         match self {
             RecordSink::Stdout => {
-                use std::io::Write;
-                let Ok(mut line) = serde_json::to_vec(record) else {
-                    return;
-                };
-                line.push(b'\n');
-                let _ = std::io::stdout().lock().write_all(&line);
+                if let Some(l) = line() {
+                    let _ = std::io::stdout().lock().write_all(&l);
+                }
+            }
+            RecordSink::StdoutAndFile(file) => {
+                let Some(l) = line() else { return };
+                let _ = std::io::stdout().lock().write_all(&l);
+                let mut f = file.lock().unwrap_or_else(|p| p.into_inner());
+                if let Err(e) = f.write_all(&l) {
+                    tracing::error!(error = %e, "appending a decision record to record_file failed");
+                }
             }
             RecordSink::Memory(records) => records
                 .lock()

@@ -64,6 +64,9 @@ pub struct ServeArgs {
     /// This replica's name in the Lease and in Events [default: $HOSTNAME].
     #[arg(long, value_name = "NAME")]
     pub identity: Option<String>,
+    /// Append every decision record to this file too (JSON lines).
+    #[arg(long, value_name = "FILE")]
+    pub record_file: Option<PathBuf>,
 }
 
 /// Whether `serve` runs the approver.
@@ -126,6 +129,8 @@ pub struct Settings {
     pub lease_duration: Duration,
     /// This replica's name (Lease holder, Event instance); `$HOSTNAME` when unset.
     pub identity: Option<String>,
+    /// Append every decision record to this file too (JSON lines).
+    pub record_file: Option<PathBuf>,
 }
 
 impl Default for Settings {
@@ -159,6 +164,7 @@ impl Default for Settings {
             lease_name: "csr-warden".into(),
             lease_duration: Duration::from_secs(15),
             identity: None,
+            record_file: None,
         }
     }
 }
@@ -215,6 +221,7 @@ impl Settings {
         builder = set(builder, "kubeconfig", path(&args.kubeconfig)).map_err(invalid)?;
         builder = set(builder, "context", args.context.clone()).map_err(invalid)?;
         builder = set(builder, "identity", args.identity.clone()).map_err(invalid)?;
+        builder = set(builder, "record_file", path(&args.record_file)).map_err(invalid)?;
         if args.no_webhook {
             builder = builder.set_override("webhook", false).map_err(invalid)?;
         }
