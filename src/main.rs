@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
-use csr_warden::cli::{Cli, Command, certs, check, test};
+use csr_warden::cli::{Cli, Command, certs, check, diff, test};
 use csr_warden::server::{self, RecordSink, ServeArgs, Settings};
 
 fn main() -> ExitCode {
@@ -13,6 +13,14 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Command::Serve(args) => serve(args),
         Command::Check(args) => check::run(args, &mut std::io::stdout().lock()).map_err(Into::into),
+        Command::Diff(args) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(anyhow::Error::from)
+            .and_then(|rt| {
+                rt.block_on(diff::run(args, &mut std::io::stdout().lock()))
+                    .map_err(Into::into)
+            }),
         Command::Test(args) => test::run(args, &mut std::io::stdout().lock()).map_err(Into::into),
         Command::Certs(args) => certs::run(
             args,

@@ -63,7 +63,7 @@ pub fn read_sources(path: &Path) -> Result<Vec<Source>, LoadErrors> {
     }
 }
 
-fn is_policy_file_name(p: &Path) -> bool {
+pub fn is_policy_file_name(p: &Path) -> bool {
     let Some(name) = p.file_name().and_then(|n| n.to_str()) else {
         return false;
     };

@@ -2,6 +2,7 @@
 
 pub mod certs;
 pub mod check;
+pub mod diff;
 pub mod test;
 
 use std::path::PathBuf;
@@ -22,6 +23,8 @@ pub enum Command {
     Serve(crate::server::ServeArgs),
     /// Decide requests offline against the policies and explain each decision.
     Check(check::CheckArgs),
+    /// What a policy change does: decisions that change between two policy sets.
+    Diff(diff::DiffArgs),
     /// Run policy test suites (`*.test.yaml`): what the policies must decide.
     Test(test::TestArgs),
     /// Certificates for development.
