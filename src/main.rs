@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
-use csr_warden::cli::{Cli, Command, certs, check, diff, test};
+use csr_warden::cli::{Cli, Command, certs, check, diff, lint, test};
 use csr_warden::server::{self, RecordSink, ServeArgs, Settings};
 
 fn main() -> ExitCode {
@@ -21,6 +21,7 @@ fn main() -> ExitCode {
                 rt.block_on(diff::run(args, &mut std::io::stdout().lock()))
                     .map_err(Into::into)
             }),
+        Command::Lint(args) => lint::run(args, &mut std::io::stdout().lock()).map_err(Into::into),
         Command::Test(args) => test::run(args, &mut std::io::stdout().lock()).map_err(Into::into),
         Command::Certs(args) => certs::run(
             args,

@@ -105,6 +105,7 @@ req kubelet-p521.pem p521 "/O=system:nodes/CN=system:node:worker-1" \
 
 # SPIFFE workload for service account payments/api.
 req spiffe-api.pem p256 "/CN=api" -addext "subjectAltName=URI:spiffe://cluster.local/ns/payments/sa/api"
+req spiffe-rsa-1024.pem rsa1024 "/CN=api" -sha256 -addext "subjectAltName=URI:spiffe://cluster.local/ns/payments/sa/api"
 req spiffe-no-cn.pem ed25519 "/" -addext "subjectAltName=URI:spiffe://cluster.local/ns/payments/sa/api"
 req spiffe-other-sa.pem p256 "/CN=api" -addext "subjectAltName=URI:spiffe://cluster.local/ns/payments/sa/admin"
 req spiffe-extra-dns.pem p256 "/CN=api" \

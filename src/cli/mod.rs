@@ -3,6 +3,7 @@
 pub mod certs;
 pub mod check;
 pub mod diff;
+pub mod lint;
 pub mod test;
 
 use std::path::PathBuf;
@@ -25,6 +26,8 @@ pub enum Command {
     Check(check::CheckArgs),
     /// What a policy change does: decisions that change between two policy sets.
     Diff(diff::DiffArgs),
+    /// Findings a reviewer wants before merging a policy change.
+    Lint(lint::LintArgs),
     /// Run policy test suites (`*.test.yaml`): what the policies must decide.
     Test(test::TestArgs),
     /// Certificates for development.

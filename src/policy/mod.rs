@@ -7,6 +7,7 @@ mod compile;
 mod decision;
 mod evaluate;
 pub mod guards;
+pub mod lint;
 mod matcher;
 pub mod schema;
 
@@ -44,6 +45,14 @@ impl Policy {
     /// Guards this policy waives.
     pub fn waived_guards(&self) -> &[Guard] {
         &self.waived
+    }
+
+    pub(crate) fn selector(&self) -> &Selector {
+        &self.selector
+    }
+
+    pub(crate) fn rules(&self) -> &ApproveRules {
+        &self.rules
     }
 }
 
