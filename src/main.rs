@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
-use csr_warden::cli::{Cli, Command, certs, check, diff, lint, test};
+use csr_warden::cli::{Cli, Command, audit, certs, check, diff, lint, test};
 use csr_warden::server::{self, RecordSink, ServeArgs, Settings};
 
 fn main() -> ExitCode {
@@ -19,6 +19,14 @@ fn main() -> ExitCode {
             .map_err(anyhow::Error::from)
             .and_then(|rt| {
                 rt.block_on(diff::run(args, &mut std::io::stdout().lock()))
+                    .map_err(Into::into)
+            }),
+        Command::Audit(args) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(anyhow::Error::from)
+            .and_then(|rt| {
+                rt.block_on(audit::run(args, &mut std::io::stdout().lock()))
                     .map_err(Into::into)
             }),
         Command::Lint(args) => lint::run(args, &mut std::io::stdout().lock()).map_err(Into::into),

@@ -244,8 +244,8 @@ fn file_corpus(files: &[String]) -> Result<Vec<(String, ReviewInput)>, CliError>
     Ok(out)
 }
 
-async fn cluster_corpus(context: Option<&str>) -> Result<Vec<(String, ReviewInput)>, CliError> {
-    use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
+/// A client for the cluster of the kubeconfig kubectl would use, or `context` of it.
+pub async fn cluster_client(context: Option<&str>) -> Result<kube::Client, CliError> {
     let options = kube::config::KubeConfigOptions {
         context: context.map(str::to_string),
         ..Default::default()
@@ -257,8 +257,12 @@ async fn cluster_corpus(context: Option<&str>) -> Result<Vec<(String, ReviewInpu
             .map_err(|e| CliError::Usage(format!("--cluster: {e}")))?,
         Err(e) => return Err(CliError::Usage(format!("--cluster: {e}"))),
     };
-    let client =
-        kube::Client::try_from(config).map_err(|e| CliError::Usage(format!("--cluster: {e}")))?;
+    kube::Client::try_from(config).map_err(|e| CliError::Usage(format!("--cluster: {e}")))
+}
+
+async fn cluster_corpus(context: Option<&str>) -> Result<Vec<(String, ReviewInput)>, CliError> {
+    use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
+    let client = cluster_client(context).await?;
     let api: kube::Api<CertificateSigningRequest> = kube::Api::all(client);
     let list = api.list(&Default::default()).await.map_err(|e| {
         CliError::Usage(format!(

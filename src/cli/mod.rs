@@ -1,5 +1,6 @@
 //! The command line: argument definitions and the commands that are not servers.
 
+pub mod audit;
 pub mod certs;
 pub mod check;
 pub mod diff;
@@ -28,6 +29,8 @@ pub enum Command {
     Diff(diff::DiffArgs),
     /// Findings a reviewer wants before merging a policy change.
     Lint(lint::LintArgs),
+    /// Every CSR in the cluster against the current policies: drift, break-glass, pending.
+    Audit(audit::AuditArgs),
     /// Run policy test suites (`*.test.yaml`): what the policies must decide.
     Test(test::TestArgs),
     /// Certificates for development.
