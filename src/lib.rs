@@ -10,6 +10,7 @@ pub mod approver;
 pub mod cli;
 pub mod csr;
 pub mod input;
+pub mod json_schema;
 pub mod policy;
 pub mod policy_dir;
 pub mod record;

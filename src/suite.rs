@@ -14,7 +14,7 @@ use crate::request::{CsrSpec, Requester, ReviewInput};
 pub const API_VERSION: &str = "csr-warden.io/v1alpha1";
 pub const KIND: &str = "CSRPolicyTest";
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct SuiteDocument {
     pub api_version: String,
@@ -23,13 +23,13 @@ pub struct SuiteDocument {
     pub spec: SuiteSpec,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SuiteMetadata {
     pub name: String,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct SuiteSpec {
     /// Policy files or directories, relative to the suite file; default: the suite's directory.
@@ -38,7 +38,7 @@ pub struct SuiteSpec {
     pub cases: Vec<Case>,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Case {
     pub name: String,
@@ -57,7 +57,7 @@ pub struct Case {
     pub expect: Expectation,
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RequesterOverride {
     pub username: Option<String>,
@@ -65,7 +65,7 @@ pub struct RequesterOverride {
     pub groups: Option<Vec<String>>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct SpecOverride {
     pub signer_name: Option<String>,
@@ -73,7 +73,7 @@ pub struct SpecOverride {
     pub expiration_seconds: Option<i64>,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Expectation {
     pub decision: Verdict,
