@@ -28,6 +28,8 @@ pub enum RecordSource {
     Approver,
     /// The CLI (`check`).
     Check,
+    /// `audit --cluster`, deciding a stored request again.
+    Audit,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

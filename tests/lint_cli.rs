@@ -119,3 +119,36 @@ fn broken_policies_are_a_usage_error() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("bad.yaml"));
 }
+
+#[test]
+fn patterns_that_can_never_match() {
+    for (pattern, can) in [
+        ("[a-z0-9-]{1,63}", true),
+        (".*", true),
+        ("a^b", false),
+        ("[^\\s\\S]", false),
+        ("x$y", false),
+        ("system:node:(?P<node>[a-z]+)", true),
+    ] {
+        assert_eq!(
+            csr_warden::policy::lint::pattern_can_match(pattern),
+            Some(can),
+            "{pattern}"
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("p.yaml"),
+        "apiVersion: csr-warden.io/v1alpha1\nkind: CSRPolicy\nmetadata:\n  name: p\nspec:\n  action: approve\n  match:\n    signerNames: [kubernetes.io/kube-apiserver-client]\n    groups: [g]\n  subject:\n    commonName:\n      patterns: ['bot-$x']\n  key:\n    algorithms: [ECDSA]\n",
+    )
+    .unwrap();
+    let o = lint(&["--policies", dir.path().to_str().unwrap()]);
+    let text = stdout(&o);
+    assert_eq!(o.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains(
+            "error: never-matches: subject.commonName: pattern \"bot-$x\" can never match any value"
+        ),
+        "{text}"
+    );
+}

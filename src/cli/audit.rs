@@ -19,6 +19,8 @@ pub enum AuditOutput {
     Json,
     /// A wgpolicyk8s.io/v1alpha2 ClusterPolicyReport.
     Report,
+    /// Decision records (JSON lines, source `audit`).
+    Record,
 }
 
 #[derive(Debug, Args)]
@@ -173,6 +175,7 @@ pub async fn run(args: &AuditArgs, out: &mut dyn Write) -> Result<u8, CliError> 
                 serde_json::to_string_pretty(&doc).map_err(std::io::Error::other)?
             )?;
         }
+        AuditOutput::Record => {}
         AuditOutput::Report => {
             let report = policy_report(&rows, now);
             writeln!(

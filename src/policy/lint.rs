@@ -41,6 +41,42 @@ const PROBES: &[&str] = &[
     "x",
 ];
 
+/// Whether a pattern (matched against whole values, as policies use it) matches any string at
+/// all: a search through its DFA for a reachable match state. `None` when the DFA would be too
+/// big to tell.
+pub fn pattern_can_match(source: &str) -> Option<bool> {
+    use regex_automata::dfa::{Automaton, dense};
+    use regex_automata::{Anchored, Input};
+    let dfa = dense::Builder::new()
+        .configure(
+            dense::Config::new()
+                .dfa_size_limit(Some(4 << 20))
+                .determinize_size_limit(Some(4 << 20)),
+        )
+        .build(&format!("^(?:{source})$"))
+        .ok()?;
+    let start = dfa
+        .start_state_forward(&Input::new("").anchored(Anchored::Yes))
+        .ok()?;
+    let mut seen = std::collections::HashSet::new();
+    let mut queue = vec![start];
+    while let Some(id) = queue.pop() {
+        if !seen.insert(id) {
+            continue;
+        }
+        if dfa.is_match_state(id) || dfa.is_match_state(dfa.next_eoi_state(id)) {
+            return Some(true);
+        }
+        for b in 0..=255u8 {
+            let next = dfa.next_state(id, b);
+            if !dfa.is_dead_state(next) && !dfa.is_quit_state(next) {
+                queue.push(next);
+            }
+        }
+    }
+    Some(false)
+}
+
 /// Lint `set`. `granted` is the list of signer names RBAC lets the approver approve for
 /// (`resourceNames`, `<domain>/*` allowed); `None` skips that check.
 pub fn lint(set: &PolicySet, granted: Option<&[String]>) -> Vec<Finding> {
@@ -102,6 +138,34 @@ pub fn lint(set: &PolicySet, granted: Option<&[String]>) -> Vec<Finding> {
                     p.name
                 ),
             ));
+        }
+        let mut patterns: Vec<(String, &super::matcher::Pattern)> = Vec::new();
+        for attr in &rules.subject {
+            patterns.extend(attr.allowed.patterns.iter().map(|p| (attr.path.clone(), p)));
+        }
+        for (path, san) in [
+            ("subjectAltNames.dnsNames", &rules.sans.dns_names),
+            (
+                "subjectAltNames.emailAddresses",
+                &rules.sans.email_addresses,
+            ),
+            ("subjectAltNames.uris", &rules.sans.uris),
+        ] {
+            if let Some(r) = san {
+                patterns.extend(r.allowed.patterns.iter().map(|p| (path.to_string(), p)));
+            }
+        }
+        for (path, pattern) in patterns {
+            if pattern_can_match(pattern.source()) == Some(false) {
+                out.push(finding(
+                    Severity::Error,
+                    "never-matches",
+                    format!(
+                        "{path}: pattern {:?} can never match any value",
+                        pattern.source()
+                    ),
+                ));
+            }
         }
         for attr in &rules.subject {
             let any = attr
