@@ -92,6 +92,7 @@ req kubelet-other-node-dns.pem p256 "/O=system:nodes/CN=system:node:worker-1" \
 req kubelet-public-ip.pem p256 "/O=system:nodes/CN=system:node:worker-1" \
   -addext "subjectAltName=DNS:worker-1,IP:8.8.8.8"
 req kubelet-no-san.pem p256 "/O=system:nodes/CN=system:node:worker-1"
+req kubelet-wrong-org.pem p256 "/O=developers/CN=system:node:worker-1" -addext "subjectAltName=DNS:worker-1"
 req kubelet-email-san.pem p256 "/O=system:nodes/CN=system:node:worker-1" \
   -addext "subjectAltName=DNS:worker-1,email:root@worker-1"
 req kubelet-wildcard.pem p256 "/O=system:nodes/CN=system:node:worker-1" \
