@@ -21,7 +21,7 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the HTTPS admission webhook (and its metrics endpoint).
+    /// Run the HTTPS admission webhook and the approver (with metrics and health endpoints).
     Serve(crate::server::ServeArgs),
     /// Decide requests offline against the policies and explain each decision.
     Check(check::CheckArgs),
