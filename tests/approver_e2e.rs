@@ -597,3 +597,91 @@ async fn the_approver_runs_alone_without_the_webhook() {
     assert_eq!(send.send_request(req).await.unwrap().status(), 200);
     h.running.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_cut_off_without_releasing_is_replaced_within_the_lease_duration() {
+    let standin = StandIn::start("127.0.0.1:0".parse().unwrap(), Config::default())
+        .await
+        .unwrap();
+    // Two replicas of the same service account, each with its own token.
+    let (rules, namespaced) = kube_standin::csr_warden_deploy_rbac();
+    let mut b = Identity::csr_warden(rules, namespaced);
+    b.context = "csr-warden-b".into();
+    b.token = "token-csr-warden-b".into();
+    standin.set_identity(b);
+    let a = support::start_with_standin_as(&standin, "csr-warden", |s| {
+        s.identity = Some("replica-a".into())
+    })
+    .await;
+    // Let replica a take the lease first.
+    for _ in 0..100 {
+        if a.running
+            .state
+            .approver
+            .leader
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        a.running
+            .state
+            .approver
+            .leader
+            .load(std::sync::atomic::Ordering::Relaxed)
+    );
+    let b = support::start_with_standin_as(&standin, "csr-warden-b", |s| {
+        s.identity = Some("replica-b".into())
+    })
+    .await;
+
+    // Replica a loses every permission (a network partition, a dead node): it cannot renew
+    // or release the lease, nor write a decision.
+    standin.set_identity(Identity::csr_warden(vec![], vec![]));
+    let cut = Instant::now();
+    for _ in 0..300 {
+        if b.running
+            .state
+            .approver
+            .leader
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let took = cut.elapsed();
+    assert!(
+        b.running
+            .state
+            .approver
+            .leader
+            .load(std::sync::atomic::Ordering::Relaxed),
+        "replica b never took the lease"
+    );
+    eprintln!("replica b took over {took:?} after replica a was cut off (lease 2 s)");
+
+    let tf: Api<CertificateSigningRequest> = Api::all(standin.client("terraform").await);
+    tf.create(
+        &PostParams::default(),
+        &terraform_csr("after-cut", "rsa-2048.pem", None),
+    )
+    .await
+    .unwrap();
+    let c = wait_for(&tf, "after-cut", Duration::from_secs(20), decided).await;
+    assert_eq!(conditions(&c).len(), 1);
+    assert!(
+        b.records()
+            .iter()
+            .any(|r| r.name == "after-cut" && r.written == Some(true))
+    );
+    assert!(
+        !a.records()
+            .iter()
+            .any(|r| r.name == "after-cut" && r.written == Some(true))
+    );
+    a.running.shutdown().await;
+    b.running.shutdown().await;
+}

@@ -349,12 +349,22 @@ pub async fn start_with_standin(
     standin: &kube_standin::StandIn,
     configure: impl FnOnce(&mut Settings),
 ) -> Harness {
-    let kubeconfig = serde_saphyr::to_string(&standin.kubeconfig("csr-warden")).unwrap();
+    start_with_standin_as(standin, "csr-warden", configure).await
+}
+
+/// The same, with the stand-in identity of kubeconfig context `context`.
+pub async fn start_with_standin_as(
+    standin: &kube_standin::StandIn,
+    context: &str,
+    configure: impl FnOnce(&mut Settings),
+) -> Harness {
+    let kubeconfig = serde_saphyr::to_string(&standin.kubeconfig(context)).unwrap();
+    let context = context.to_string();
     start(move |s, dir| {
         let path = dir.join("kubeconfig");
         std::fs::write(&path, kubeconfig).unwrap();
         s.kubeconfig = Some(path);
-        s.context = Some("csr-warden".into());
+        s.context = Some(context);
         s.approver = csr_warden::server::ApproverMode::On;
         s.lease_duration = Duration::from_secs(2);
         configure(s);
