@@ -129,6 +129,8 @@ fn decode(s: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
+/// Bearer tokens only; no token or an unknown one is 401, as with anonymous auth disabled
+/// (`--anonymous-auth=false`; `k8s.io/apiserver/pkg/authentication/request/bearertoken`).
 fn authenticate(state: &State, req: &Request<hyper::body::Incoming>) -> Result<Identity, ApiError> {
     let token = req
         .headers()
@@ -350,6 +352,9 @@ fn patch_precondition(body: &[u8], content_type: &str) -> Option<String> {
         .map(str::to_string)
 }
 
+/// Create, in the API server's order: generateName resolved (`rest.BeforeCreate`), the CSR
+/// strategy (`PrepareForCreate`: requester from the caller, status cleared), validation, the
+/// validating admission plugins (CertificateSubjectRestriction, then webhooks), storage.
 async fn create(
     state: &Arc<State>,
     rt: ResourceType,
@@ -406,6 +411,9 @@ async fn create(
 }
 
 #[allow(clippy::too_many_arguments)]
+/// Update of the object or a subresource, in the API server's order: the resourceVersion
+/// precondition (409), the subresource's strategy and validation, the CertificateApproval /
+/// CertificateSigning admission plugins (`approve` / `sign` on the signer), webhooks, storage.
 async fn update(
     state: &Arc<State>,
     rt: ResourceType,
@@ -617,6 +625,9 @@ impl Filter {
     }
 }
 
+/// `metav1.ListOptions` `limit` and `continue`: a page and a token for the rest; a token older
+/// than the compaction horizon is 410 Expired (the etcd3 store's `ErrCompacted`, mapped in
+/// `k8s.io/apiserver/pkg/storage/etcd3`). Label and field selectors filter.
 fn list(
     state: &Arc<State>,
     target: &Target,
@@ -702,6 +713,10 @@ fn event_line(kind: &str, object: &Value) -> Bytes {
     Bytes::from(line)
 }
 
+/// A watch as the API server streams it: resourceVersion unset or "0" starts with synthetic
+/// ADDED events for the current state; a given one replays what followed; a compacted one is a
+/// 200 with one ERROR event carrying a 410 Status (`apierrors.NewResourceExpired`); bookmarks
+/// when `allowWatchBookmarks`; the stream ends at `timeoutSeconds`.
 fn watch(
     state: &Arc<State>,
     target: &Target,
