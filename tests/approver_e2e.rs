@@ -378,34 +378,13 @@ async fn two_replicas_decide_each_request_once_and_the_survivor_takes_over() {
             .count()
     };
     assert_eq!(written(&a) + written(&b), 10);
-    let a_leads = a
-        .running
-        .state
-        .approver
-        .leader
-        .load(std::sync::atomic::Ordering::Relaxed);
+    let a_leads = a.leads();
     let (leader, survivor) = if a_leads { (a, b) } else { (b, a) };
     leader.running.shutdown().await;
     // The stopped leader released the lease: the other replica takes it within a renew period.
-    for _ in 0..100 {
-        if survivor
-            .running
-            .state
-            .approver
-            .leader
-            .load(std::sync::atomic::Ordering::Relaxed)
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    survivor.wait_until_leading(Duration::from_secs(10)).await;
     assert!(
-        survivor
-            .running
-            .state
-            .approver
-            .leader
-            .load(std::sync::atomic::Ordering::Relaxed),
+        survivor.leads(),
         "the surviving replica did not take the lease"
     );
     let started = Instant::now();
@@ -614,24 +593,8 @@ async fn a_leader_cut_off_without_releasing_is_replaced_within_the_lease_duratio
     })
     .await;
     // Let replica a take the lease first.
-    for _ in 0..100 {
-        if a.running
-            .state
-            .approver
-            .leader
-            .load(std::sync::atomic::Ordering::Relaxed)
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(
-        a.running
-            .state
-            .approver
-            .leader
-            .load(std::sync::atomic::Ordering::Relaxed)
-    );
+    a.wait_until_leading(Duration::from_secs(5)).await;
+    assert!(a.leads());
     let b = support::start_with_standin_as(&standin, "csr-warden-b", |s| {
         s.identity = Some("replica-b".into())
     })
@@ -641,26 +604,9 @@ async fn a_leader_cut_off_without_releasing_is_replaced_within_the_lease_duratio
     // or release the lease, nor write a decision.
     standin.set_identity(Identity::csr_warden(vec![], vec![]));
     let cut = Instant::now();
-    for _ in 0..300 {
-        if b.running
-            .state
-            .approver
-            .leader
-            .load(std::sync::atomic::Ordering::Relaxed)
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    b.wait_until_leading(Duration::from_secs(15)).await;
     let took = cut.elapsed();
-    assert!(
-        b.running
-            .state
-            .approver
-            .leader
-            .load(std::sync::atomic::Ordering::Relaxed),
-        "replica b never took the lease"
-    );
+    assert!(b.leads(), "replica b never took the lease");
     eprintln!("replica b took over {took:?} after replica a was cut off (lease 2 s)");
 
     let tf: Api<CertificateSigningRequest> = Api::all(standin.client("terraform").await);

@@ -20,8 +20,8 @@ fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
-/// A copy of the shipped policies with terraform-client allowing only one hour and one group.
-fn stricter(dir: &Path) {
+/// The shipped `policies/*.yaml` copied into `dir`.
+fn copy_policies(dir: &Path) {
     std::fs::create_dir_all(dir).unwrap();
     for e in std::fs::read_dir(format!("{ROOT}/policies")).unwrap() {
         let p = e.unwrap().path();
@@ -29,6 +29,11 @@ fn stricter(dir: &Path) {
             std::fs::copy(&p, dir.join(p.file_name().unwrap())).unwrap();
         }
     }
+}
+
+/// A copy of the shipped policies with terraform-client allowing only one hour and one group.
+fn stricter(dir: &Path) {
+    copy_policies(dir);
     let path = dir.join("terraform-client.yaml");
     let text = std::fs::read_to_string(&path).unwrap();
     let stricter = text
@@ -100,12 +105,7 @@ fn base_from_a_git_revision() {
     git(&["add", "policies"]);
     git(&["commit", "-q", "-m", "stricter"]);
     // The working tree goes back to the shipped policies: the change under review.
-    for e in std::fs::read_dir(format!("{ROOT}/policies")).unwrap() {
-        let p = e.unwrap().path();
-        if p.extension().is_some_and(|x| x == "yaml") {
-            std::fs::copy(&p, repo.join("policies").join(p.file_name().unwrap())).unwrap();
-        }
-    }
+    copy_policies(&repo.join("policies"));
     let input = format!("{ROOT}/examples/csr/terraform-alice.yaml");
     let o = diff_in(repo, &["--base", "HEAD", "--output", "text", &input], &[]);
     let text = stdout(&o);

@@ -94,6 +94,24 @@ impl Harness {
         self.ca.cert_pem().to_string()
     }
 
+    /// Whether this replica's approver holds the lease.
+    pub fn leads(&self) -> bool {
+        self.running
+            .state
+            .approver
+            .leader
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Wait up to `within` for this replica to hold the lease; whether it does.
+    pub async fn wait_until_leading(&self, within: Duration) -> bool {
+        let started = std::time::Instant::now();
+        while !self.leads() && started.elapsed() < within {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        self.leads()
+    }
+
     /// Replace the serving certificate the way the kubelet updates a Secret volume.
     pub fn rotate(&mut self, issued: &Issued) {
         install_secret(&self.cert_dir, &mut self.generation, issued);
