@@ -23,7 +23,7 @@ use kube::core::{DynamicObject, Status};
 use crate::csr::Limits;
 use crate::policy::{Decision, Mode, PolicySet, Verdict};
 use crate::record::{DecisionRecord, RecordApprover, RecordContext, RecordSource};
-use crate::request::{CsrSpec, Requester, ReviewInput};
+use crate::request::{Requester, ReviewInput};
 
 /// The only AdmissionReview version the webhook speaks.
 pub const ADMISSION_API_VERSION: &str = "admission.k8s.io/v1";
@@ -81,25 +81,35 @@ pub fn parse_review(body: &[u8]) -> Result<AdmissionRequest<DynamicObject>, Stri
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err("empty body: expected an admission.k8s.io/v1 AdmissionReview".into());
     }
-    // Type first, so a review of another version is named as such, not as a missing field.
-    #[derive(serde::Deserialize)]
-    #[serde(rename_all = "camelCase")]
-    struct Head {
-        #[serde(default)]
-        api_version: String,
-        #[serde(default)]
-        kind: String,
+    let unsupported = |kind: &str, api_version: &str| {
+        format!(
+            "unsupported {kind:?} of apiVersion {api_version:?}: csr-warden speaks AdmissionReview {ADMISSION_API_VERSION}"
+        )
+    };
+    // One parse on the happy path. Only a body that does not parse is read again for its type,
+    // so another version's review is named as such rather than by a missing field.
+    let review: AdmissionReview<DynamicObject> = match serde_json::from_slice(body) {
+        Ok(r) => r,
+        Err(e) => {
+            #[derive(serde::Deserialize)]
+            #[serde(rename_all = "camelCase")]
+            struct Head {
+                #[serde(default)]
+                api_version: String,
+                #[serde(default)]
+                kind: String,
+            }
+            return Err(match serde_json::from_slice::<Head>(body) {
+                Ok(h) if h.api_version != ADMISSION_API_VERSION || h.kind != "AdmissionReview" => {
+                    unsupported(&h.kind, &h.api_version)
+                }
+                _ => format!("body is not an AdmissionReview: {e}"),
+            });
+        }
+    };
+    if review.types.api_version != ADMISSION_API_VERSION || review.types.kind != "AdmissionReview" {
+        return Err(unsupported(&review.types.kind, &review.types.api_version));
     }
-    let head: Head =
-        serde_json::from_slice(body).map_err(|e| format!("body is not an AdmissionReview: {e}"))?;
-    if head.api_version != ADMISSION_API_VERSION || head.kind != "AdmissionReview" {
-        return Err(format!(
-            "unsupported {:?} of apiVersion {:?}: csr-warden speaks AdmissionReview {ADMISSION_API_VERSION}",
-            head.kind, head.api_version
-        ));
-    }
-    let review: AdmissionReview<DynamicObject> =
-        serde_json::from_slice(body).map_err(|e| format!("body is not an AdmissionReview: {e}"))?;
     review
         .try_into()
         .map_err(|_| "AdmissionReview has no request".to_string())
@@ -149,14 +159,15 @@ fn review_create(
         Ok(csr) => csr,
         Err(message) => return malformed(req, ReviewKind::Create, &message),
     };
+    // At CREATE the caller is the requester (the API server copies it into spec as well).
     let user = &req.user_info;
-    let requester = Requester {
+    let mut input = ReviewInput::from_stored(&csr, &settings.limits);
+    input.requester = Requester {
         username: user.username.clone().unwrap_or_default(),
         uid: user.uid.clone().unwrap_or_default(),
         groups: user.groups.clone().unwrap_or_default(),
         extra: user.extra.clone().unwrap_or_default(),
     };
-    let (raw, input) = review_input(&csr, requester, &settings.limits);
     let decision = policies.evaluate(&input);
     let name = display_name(&csr, req);
 
@@ -179,7 +190,6 @@ fn review_create(
         &csr,
         req,
         policies,
-        &raw,
         &input,
         &decision,
     );
@@ -224,14 +234,7 @@ fn review_approval(
         return allowed_untouched();
     }
 
-    let spec = &stored.spec;
-    let requester = Requester {
-        username: spec.username.clone().unwrap_or_default(),
-        uid: spec.uid.clone().unwrap_or_default(),
-        groups: spec.groups.clone().unwrap_or_default(),
-        extra: spec.extra.clone().unwrap_or_default(),
-    };
-    let (raw, input) = review_input(&stored, requester, &settings.limits);
+    let input = ReviewInput::from_stored(&stored, &settings.limits);
     let decision = policies.evaluate(&input);
     let name = display_name(&stored, req);
     let approver = &req.user_info;
@@ -272,7 +275,6 @@ fn review_approval(
         &stored,
         req,
         policies,
-        &raw,
         &input,
         &decision,
     );
@@ -291,22 +293,6 @@ fn review_approval(
     }
 }
 
-/// The request bytes and the decision input of a stored or submitted CSR.
-fn review_input(
-    csr: &CertificateSigningRequest,
-    requester: Requester,
-    limits: &Limits,
-) -> (Vec<u8>, ReviewInput) {
-    let raw = csr.spec.request.0.clone();
-    let spec = CsrSpec {
-        signer_name: csr.spec.signer_name.clone(),
-        usages: csr.spec.usages.clone().unwrap_or_default(),
-        expiration_seconds: csr.spec.expiration_seconds.map(i64::from),
-    };
-    let input = ReviewInput::new(&raw, limits, spec, requester);
-    (raw, input)
-}
-
 #[allow(clippy::too_many_arguments)]
 fn make_record(
     source: RecordSource,
@@ -314,7 +300,6 @@ fn make_record(
     csr: &CertificateSigningRequest,
     req: &AdmissionRequest<DynamicObject>,
     policies: &PolicySet,
-    raw: &[u8],
     input: &ReviewInput,
     decision: &Decision,
 ) -> DecisionRecord {
@@ -331,7 +316,7 @@ fn make_record(
         uid: &uid,
         policy_digest: policies.digest(),
     };
-    let mut record = DecisionRecord::new(ctx, raw, input, decision);
+    let mut record = DecisionRecord::new(ctx, &csr.spec.request.0, input, decision);
     record.review_uid = Some(req.uid.clone());
     record.dry_run = Some(req.dry_run);
     record

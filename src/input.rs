@@ -29,6 +29,28 @@ pub struct CsrDocument {
     pub recorded: Option<Recorded>,
 }
 
+impl CsrDocument {
+    /// The decision input: the request and the Kubernetes fields this document records
+    /// (absent ones empty).
+    pub fn review_input(&self, limits: &crate::csr::Limits) -> crate::request::ReviewInput {
+        crate::request::ReviewInput::new(
+            &self.request,
+            limits,
+            crate::request::CsrSpec {
+                signer_name: self.signer_name.clone().unwrap_or_default(),
+                usages: self.usages.clone().unwrap_or_default(),
+                expiration_seconds: self.expiration_seconds,
+            },
+            crate::request::Requester {
+                username: self.username.clone().unwrap_or_default(),
+                uid: self.requester_uid.clone().unwrap_or_default(),
+                groups: self.groups.clone().unwrap_or_default(),
+                extra: self.extra.clone().unwrap_or_default(),
+            },
+        )
+    }
+}
+
 /// The decision a decision record reports, to compare a new decision with.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Recorded {

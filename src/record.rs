@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use base64::Engine;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::policy::{Decision, Mode, Verdict};
@@ -17,7 +17,7 @@ pub const API_VERSION: &str = "csr-warden.io/v1alpha1";
 pub const KIND: &str = "DecisionRecord";
 
 /// Which part of csr-warden decided.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub enum RecordSource {
     /// The admission webhook, at CREATE.
@@ -32,18 +32,18 @@ pub enum RecordSource {
     Audit,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RecordRequester {
     pub username: String,
     pub uid: String,
     pub groups: Vec<String>,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub extra: BTreeMap<String, Vec<String>>,
 }
 
 /// What was asked: a summary of the request, enough for a person reading a log.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RecordRequest {
     /// Hex SHA-256 of the DER request (of the bytes as given when they do not parse).
@@ -61,7 +61,7 @@ pub struct RecordRequest {
 }
 
 /// Who else acted, for approval-guard records: the person or controller approving.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RecordApprover {
     pub username: String,
@@ -70,7 +70,7 @@ pub struct RecordApprover {
     pub break_glass: bool,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DecisionRecord {
     pub api_version: &'static str,
@@ -112,7 +112,7 @@ pub struct DecisionRecord {
     pub version: &'static str,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AuditOutcome {
     pub decision: Verdict,

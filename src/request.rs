@@ -71,4 +71,28 @@ impl ReviewInput {
             requester,
         }
     }
+
+    /// The input of a CertificateSigningRequest object: its request, its Kubernetes fields, and
+    /// the requester the API server recorded in `spec` (username, uid, groups, extra).
+    pub fn from_stored(
+        csr: &k8s_openapi::api::certificates::v1::CertificateSigningRequest,
+        limits: &Limits,
+    ) -> Self {
+        let spec = &csr.spec;
+        ReviewInput::new(
+            &spec.request.0,
+            limits,
+            CsrSpec {
+                signer_name: spec.signer_name.clone(),
+                usages: spec.usages.clone().unwrap_or_default(),
+                expiration_seconds: spec.expiration_seconds.map(i64::from),
+            },
+            Requester {
+                username: spec.username.clone().unwrap_or_default(),
+                uid: spec.uid.clone().unwrap_or_default(),
+                groups: spec.groups.clone().unwrap_or_default(),
+                extra: spec.extra.clone().unwrap_or_default(),
+            },
+        )
+    }
 }

@@ -7,9 +7,8 @@ use regex::Regex;
 use serde::{Deserialize, Serialize};
 
 use crate::csr::Limits;
-use crate::input::read_documents;
+use crate::input::{CsrDocument, read_documents};
 use crate::policy::{Decision, Mode, PolicySet, Source, Verdict};
-use crate::request::{CsrSpec, Requester, ReviewInput};
 
 pub const API_VERSION: &str = "csr-warden.io/v1alpha1";
 pub const KIND: &str = "CSRPolicyTest";
@@ -247,24 +246,17 @@ pub fn run(suite: &Suite, filter: Option<&Regex>) -> Result<Vec<CaseResult>, Sui
         };
         let r = case.requester.clone().unwrap_or_default();
         let s = case.spec.clone().unwrap_or_default();
-        let input = ReviewInput::new(
-            &doc.request,
-            &Limits::default(),
-            CsrSpec {
-                signer_name: s
-                    .signer_name
-                    .or(doc.signer_name.clone())
-                    .unwrap_or_default(),
-                usages: s.usages.or(doc.usages.clone()).unwrap_or_default(),
-                expiration_seconds: s.expiration_seconds.or(doc.expiration_seconds),
-            },
-            Requester {
-                username: r.username.or(doc.username.clone()).unwrap_or_default(),
-                uid: r.uid.or(doc.requester_uid.clone()).unwrap_or_default(),
-                groups: r.groups.or(doc.groups.clone()).unwrap_or_default(),
-                extra: doc.extra.clone().unwrap_or_default(),
-            },
-        );
+        // The case's overrides replace what the input records.
+        let input = CsrDocument {
+            signer_name: s.signer_name.or(doc.signer_name.clone()),
+            usages: s.usages.or(doc.usages.clone()),
+            expiration_seconds: s.expiration_seconds.or(doc.expiration_seconds),
+            username: r.username.or(doc.username.clone()),
+            requester_uid: r.uid.or(doc.requester_uid.clone()),
+            groups: r.groups.or(doc.groups.clone()),
+            ..doc.clone()
+        }
+        .review_input(&Limits::default());
         let decision = suite.policies.evaluate(&input);
         let failures = compare(&case.expect, &decision);
         results.push(CaseResult {

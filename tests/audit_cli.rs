@@ -160,4 +160,28 @@ async fn audit_finds_break_glass_drift_and_pending() {
             .unwrap()
             .contains("expirationSeconds 7776000")
     );
+
+    // As decision records, which `check` reproduces.
+    let k = kubeconfig.clone();
+    let o = tokio::task::spawn_blocking(move || audit(&k, &["--output", "record"]))
+        .await
+        .unwrap();
+    let records = String::from_utf8_lossy(&o.stdout).to_string();
+    assert_eq!(records.lines().count(), 3, "{records}");
+    let first: serde_json::Value = serde_json::from_str(records.lines().next().unwrap()).unwrap();
+    assert_eq!(first["source"], "audit");
+    let file = tmp.path().join("audit.jsonl");
+    std::fs::write(&file, &records).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_csr-warden"))
+        .current_dir(ROOT)
+        .args(["check", "--output", "json"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&o.stdout);
+    let reproduced = text
+        .lines()
+        .filter(|l| l.contains("\"reproduced\":true"))
+        .count();
+    assert_eq!(reproduced, 3, "{text}");
 }

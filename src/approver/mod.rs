@@ -240,10 +240,7 @@ async fn pending_gauges(
         let mut pending = 0i64;
         let mut oldest = 0f64;
         for csr in store.state() {
-            if matches!(
-                plan::plan(&policies, &csr, true, &state.admission.limits),
-                Plan::OutOfScope | Plan::AlreadyDecided(_)
-            ) {
+            if !plan::is_pending(&policies, &csr) {
                 continue;
             }
             pending += 1;
@@ -256,14 +253,16 @@ async fn pending_gauges(
     }
 }
 
+/// The decision record of a decision made with `policies` (their digest, not whatever is
+/// loaded by the time the record is written).
 fn record(
     ctx: &Ctx,
+    policies: &crate::policy::PolicySet,
     csr: &CertificateSigningRequest,
     input: &crate::request::ReviewInput,
     decision: &crate::policy::Decision,
     written: bool,
 ) {
-    let policies = ctx.state.policies();
     let name = csr.name_any();
     let uid = csr.metadata.uid.clone().unwrap_or_default();
     let mut r = DecisionRecord::new(
@@ -344,7 +343,7 @@ async fn reconcile(
             } => {
                 tracing::debug!(csr = name, why, "decided, nothing written");
                 if decision.verdict() != Verdict::Ignore {
-                    record(&ctx, &current, &input, &decision, false);
+                    record(&ctx, &policies, &current, &input, &decision, false);
                 }
                 ctx.state
                     .metrics
@@ -397,7 +396,7 @@ async fn reconcile(
                             .lock()
                             .unwrap_or_else(|e| e.into_inner())
                             .remove(&signer);
-                        record(&ctx, &current, &input, &decision, true);
+                        record(&ctx, &policies, &current, &input, &decision, true);
                         let message = condition.message.clone().unwrap_or_default();
                         tracing::info!(csr = name, decision = %decision.verdict(), policy = decision.policy().unwrap_or(""), "condition written");
                         let (reason, action, type_) = if approved {

@@ -6,7 +6,7 @@ use k8s_openapi::api::certificates::v1::{
 
 use crate::csr::Limits;
 use crate::policy::{Decision, Mode, PolicySet, Verdict};
-use crate::request::{CsrSpec, Requester, ReviewInput};
+use crate::request::ReviewInput;
 
 /// Longest condition message written, in bytes.
 pub const MAX_MESSAGE_BYTES: usize = 1024;
@@ -36,34 +36,30 @@ pub enum Plan {
     },
 }
 
-fn true_condition(csr: &CertificateSigningRequest) -> Option<&'static str> {
-    let conditions = csr.status.as_ref().and_then(|s| s.conditions.as_ref())?;
-    ["Approved", "Denied", "Failed"].into_iter().find(|kind| {
-        conditions
-            .iter()
-            .any(|c| c.type_ == *kind && c.status == "True")
-    })
+/// `Approved`, `Denied` or `Failed` when that condition is set, `Issued` when a certificate is
+/// there: requests the approver never touches.
+fn already_decided(csr: &CertificateSigningRequest) -> Option<&'static str> {
+    let status = csr.status.as_ref()?;
+    let conditions = status.conditions.as_deref().unwrap_or_default();
+    ["Approved", "Denied", "Failed"]
+        .into_iter()
+        .find(|kind| {
+            conditions
+                .iter()
+                .any(|c| c.type_ == *kind && c.status == "True")
+        })
+        .or_else(|| {
+            status
+                .certificate
+                .as_ref()
+                .is_some_and(|c| !c.0.is_empty())
+                .then_some("Issued")
+        })
 }
 
-/// The decision input from what the API server stored: the request, the Kubernetes fields and
-/// the requester it recorded. Never from anything a webhook saw.
-pub fn stored_input(csr: &CertificateSigningRequest, limits: &Limits) -> ReviewInput {
-    let spec = &csr.spec;
-    ReviewInput::new(
-        &spec.request.0,
-        limits,
-        CsrSpec {
-            signer_name: spec.signer_name.clone(),
-            usages: spec.usages.clone().unwrap_or_default(),
-            expiration_seconds: spec.expiration_seconds.map(i64::from),
-        },
-        Requester {
-            username: spec.username.clone().unwrap_or_default(),
-            uid: spec.uid.clone().unwrap_or_default(),
-            groups: spec.groups.clone().unwrap_or_default(),
-            extra: spec.extra.clone().unwrap_or_default(),
-        },
-    )
+/// In scope and not decided yet: what the pending-requests gauges count. Cheap: no evaluation.
+pub fn is_pending(policies: &PolicySet, csr: &CertificateSigningRequest) -> bool {
+    policies.governs_signer(&csr.spec.signer_name) && already_decided(csr).is_none()
 }
 
 pub fn plan(
@@ -75,18 +71,11 @@ pub fn plan(
     if !policies.governs_signer(&csr.spec.signer_name) {
         return Plan::OutOfScope;
     }
-    if let Some(kind) = true_condition(csr) {
+    if let Some(kind) = already_decided(csr) {
         return Plan::AlreadyDecided(kind);
     }
-    if csr
-        .status
-        .as_ref()
-        .and_then(|s| s.certificate.as_ref())
-        .is_some_and(|c| !c.0.is_empty())
-    {
-        return Plan::AlreadyDecided("Issued");
-    }
-    let input = stored_input(csr, limits);
+    // From what the API server stored, never from anything a webhook saw.
+    let input = ReviewInput::from_stored(csr, limits);
     let decision = policies.evaluate(&input);
     let observe = |decision: Decision, input: ReviewInput, why| Plan::Observe {
         decision,

@@ -11,7 +11,8 @@ use serde::Serialize;
 
 use super::CliError;
 use crate::csr::Limits;
-use crate::policy::{PolicySet, Verdict};
+use crate::policy::{Decision, PolicySet, Verdict};
+use crate::request::ReviewInput;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum AuditOutput {
@@ -87,9 +88,12 @@ fn condition<'a>(
         .find(|x| x.type_ == kind && x.status == "True")
 }
 
-fn audit_one(policies: &PolicySet, c: &CertificateSigningRequest, now: jiff::Timestamp) -> Row {
-    let input = crate::approver::plan::stored_input(c, &Limits::default());
-    let decision = policies.evaluate(&input);
+fn audit_one(
+    policies: &PolicySet,
+    c: &CertificateSigningRequest,
+    decision: &Decision,
+    now: jiff::Timestamp,
+) -> Row {
     let approved = condition(c, "Approved");
     let denied = condition(c, "Denied");
     let failed = condition(c, "Failed");
@@ -157,10 +161,19 @@ pub async fn run(args: &AuditArgs, out: &mut dyn Write) -> Result<u8, CliError> 
         ))
     })?;
     let now = jiff::Timestamp::now();
-    let rows: Vec<Row> = list
+    // Each stored request decided once; rows and records come from the same decision.
+    let decided: Vec<(&CertificateSigningRequest, ReviewInput, Decision)> = list
         .items
         .iter()
-        .map(|c| audit_one(&policies, c, now))
+        .map(|c| {
+            let input = ReviewInput::from_stored(c, &Limits::default());
+            let decision = policies.evaluate(&input);
+            (c, input, decision)
+        })
+        .collect();
+    let rows: Vec<Row> = decided
+        .iter()
+        .map(|(c, _, d)| audit_one(&policies, c, d, now))
         .collect();
     let failing = rows
         .iter()
@@ -175,7 +188,25 @@ pub async fn run(args: &AuditArgs, out: &mut dyn Write) -> Result<u8, CliError> 
                 serde_json::to_string_pretty(&doc).map_err(std::io::Error::other)?
             )?;
         }
-        AuditOutput::Record => {}
+        AuditOutput::Record => {
+            let timestamp = crate::record::now_rfc3339();
+            for (c, input, decision) in &decided {
+                let record = crate::record::DecisionRecord::new(
+                    crate::record::RecordContext {
+                        source: crate::record::RecordSource::Audit,
+                        timestamp: timestamp.clone(),
+                        name: c.metadata.name.as_deref().unwrap_or(""),
+                        uid: c.metadata.uid.as_deref().unwrap_or(""),
+                        policy_digest: policies.digest(),
+                    },
+                    &c.spec.request.0,
+                    input,
+                    decision,
+                );
+                let line = serde_json::to_string(&record).map_err(std::io::Error::other)?;
+                writeln!(out, "{line}")?;
+            }
+        }
         AuditOutput::Report => {
             let report = policy_report(&rows, now);
             writeln!(

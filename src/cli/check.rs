@@ -156,30 +156,16 @@ fn unreadable(reason: Reason) -> Decision {
 
 /// Decide one document: what the input records wins, the flags fill what it lacks.
 fn decide(policies: &PolicySet, args: &CheckArgs, doc: &CsrDocument) -> (ReviewInput, Decision) {
-    let spec = CsrSpec {
-        signer_name: doc
-            .signer_name
-            .clone()
-            .or_else(|| args.signer.clone())
-            .unwrap_or_default(),
-        usages: doc.usages.clone().unwrap_or_else(|| args.usages.clone()),
+    let filled = CsrDocument {
+        signer_name: doc.signer_name.clone().or_else(|| args.signer.clone()),
+        usages: doc.usages.clone().or_else(|| Some(args.usages.clone())),
         expiration_seconds: doc.expiration_seconds.or(args.expiration_seconds),
+        username: doc.username.clone().or_else(|| args.username.clone()),
+        requester_uid: doc.requester_uid.clone().or_else(|| args.uid.clone()),
+        groups: doc.groups.clone().or_else(|| Some(args.groups.clone())),
+        ..doc.clone()
     };
-    let requester = Requester {
-        username: doc
-            .username
-            .clone()
-            .or_else(|| args.username.clone())
-            .unwrap_or_default(),
-        uid: doc
-            .requester_uid
-            .clone()
-            .or_else(|| args.uid.clone())
-            .unwrap_or_default(),
-        groups: doc.groups.clone().unwrap_or_else(|| args.groups.clone()),
-        extra: doc.extra.clone().unwrap_or_default(),
-    };
-    let input = ReviewInput::new(&doc.request, &Limits::default(), spec, requester);
+    let input = filled.review_input(&Limits::default());
     let mut decision = policies.evaluate(&input);
     // A file that does not parse as a request is a denial, even where no policy governs it.
     if let (Err(e), Verdict::Ignore) = (&input.facts, decision.verdict()) {

@@ -10,9 +10,9 @@ use serde::Serialize;
 
 use super::CliError;
 use crate::csr::Limits;
-use crate::input::{CsrDocument, read_documents};
+use crate::input::read_documents;
 use crate::policy::{Decision, PolicySet, Source, Verdict};
-use crate::request::{CsrSpec, Requester, ReviewInput};
+use crate::request::ReviewInput;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum DiffOutput {
@@ -216,30 +216,15 @@ fn load_base(base: &str, head_path: &Path) -> Result<PolicySet, CliError> {
     Ok(PolicySet::from_sources(&sources)?)
 }
 
-fn input_of(doc: &CsrDocument) -> ReviewInput {
-    ReviewInput::new(
-        &doc.request,
-        &Limits::default(),
-        CsrSpec {
-            signer_name: doc.signer_name.clone().unwrap_or_default(),
-            usages: doc.usages.clone().unwrap_or_default(),
-            expiration_seconds: doc.expiration_seconds,
-        },
-        Requester {
-            username: doc.username.clone().unwrap_or_default(),
-            uid: doc.requester_uid.clone().unwrap_or_default(),
-            groups: doc.groups.clone().unwrap_or_default(),
-            extra: doc.extra.clone().unwrap_or_default(),
-        },
-    )
-}
-
 fn file_corpus(files: &[String]) -> Result<Vec<(String, ReviewInput)>, CliError> {
     let mut out = Vec::new();
     for f in files {
         let bytes = std::fs::read(f).map_err(|e| CliError::Usage(format!("{f}: {e}")))?;
         let docs = read_documents(f, &bytes).map_err(|e| CliError::Usage(format!("{f}: {e}")))?;
-        out.extend(docs.iter().map(|d| (d.label.clone(), input_of(d))));
+        out.extend(
+            docs.iter()
+                .map(|d| (d.label.clone(), d.review_input(&Limits::default()))),
+        );
     }
     Ok(out)
 }
@@ -276,7 +261,7 @@ async fn cluster_corpus(context: Option<&str>) -> Result<Vec<(String, ReviewInpu
             let name = c.metadata.name.clone().unwrap_or_default();
             (
                 format!("csr/{name}"),
-                crate::approver::plan::stored_input(c, &Limits::default()),
+                crate::request::ReviewInput::from_stored(c, &Limits::default()),
             )
         })
         .collect())

@@ -238,7 +238,7 @@ pub fn compile(sources: &[Source]) -> Result<PolicySet, LoadErrors> {
 /// sha256 over the sources' file names and texts, in name order: identifies the policy set in
 /// decision records. The directory is left out, so the same files give the same digest in the
 /// repository (`policies/`) and in a cluster (the ConfigMap mounted at `/etc/csr-warden/policies`).
-fn digest(sources: &[Source]) -> String {
+pub(crate) fn digest(sources: &[Source]) -> String {
     let name = |s: &Source| {
         std::path::Path::new(&s.path)
             .file_name()

@@ -100,6 +100,12 @@ impl PolicySet {
     }
 
     /// `sha256:<hex>` over the source files: identifies this policy set.
+    /// The digest `sources` would have as a set, without compiling them (to tell whether files
+    /// changed).
+    pub fn digest_of(sources: &[Source]) -> String {
+        compile::digest(sources)
+    }
+
     pub fn digest(&self) -> &str {
         &self.digest
     }

@@ -18,7 +18,6 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
@@ -211,27 +210,10 @@ pub fn resolve_tls_files(settings: &Settings) -> Result<TlsFiles, ServeError> {
     })
 }
 
-fn load_policies(path: &Path) -> Result<(PolicySet, [u8; 32]), LoadErrors> {
-    let sources = crate::policy_dir::read_sources(path)?;
-    let fp = sources_fingerprint(&sources);
-    Ok((PolicySet::from_sources(&sources)?, fp))
-}
-
-fn sources_fingerprint(sources: &[crate::policy::Source]) -> [u8; 32] {
-    let mut h = Sha256::new();
-    for s in sources {
-        h.update((s.path.len() as u64).to_be_bytes());
-        h.update(s.path.as_bytes());
-        h.update((s.text.len() as u64).to_be_bytes());
-        h.update(s.text.as_bytes());
-    }
-    h.finalize().into()
-}
-
 /// Start the webhook and the metrics endpoint with `settings`.
 pub async fn start(settings: Settings, records: RecordSink) -> Result<Running, ServeError> {
-    let (policies, policy_fp) =
-        load_policies(&settings.policies).map_err(|errors| ServeError::Policies {
+    let policies =
+        crate::policy_dir::load(&settings.policies).map_err(|errors| ServeError::Policies {
             path: settings.policies.display().to_string(),
             errors,
         })?;
@@ -334,7 +316,8 @@ pub async fn start(settings: Settings, records: RecordSink) -> Result<Running, S
         ))
     });
     let metrics_task = tokio::spawn(metrics_loop(metrics_listener, state.clone()));
-    let reload_task = tokio::spawn(reload_loop(state.clone(), tls_state, policy_fp));
+    let policy_digest = state.policies().digest().to_string();
+    let reload_task = tokio::spawn(reload_loop(state.clone(), tls_state, policy_digest));
     tracing::info!(metrics = %metrics_addr, "metrics, /healthz and /readyz on http://{metrics_addr}");
     Ok(Running {
         webhook_addr,
@@ -585,7 +568,7 @@ async fn metrics_loop(listener: TcpListener, state: Arc<AppState>) {
 async fn reload_loop(
     state: Arc<AppState>,
     tls_state: Option<Arc<TlsState>>,
-    mut policy_fp: [u8; 32],
+    mut policy_digest: String,
 ) {
     let mut interval = tokio::time::interval(state.settings.reload_interval);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -597,9 +580,10 @@ async fn reload_loop(
         let (tls_result, policy_result) = {
             let tls_state = tls_state.clone();
             let path = state.settings.policies.clone();
+            let policy_digest = policy_digest.clone();
             let checked = tokio::task::spawn_blocking(move || {
                 let tls = tls_state.map_or(Reload::Unchanged, |t| t.reload());
-                (tls, read_policies(&path, policy_fp))
+                (tls, read_policies(&path, &policy_digest))
             })
             .await;
             match checked {
@@ -636,8 +620,8 @@ async fn reload_loop(
         }
         match policy_result {
             PolicyReload::Unchanged => {}
-            PolicyReload::Reloaded(set, fp) => {
-                policy_fp = fp;
+            PolicyReload::Reloaded(set) => {
+                policy_digest = set.digest().to_string();
                 last_policy_error.clear();
                 metrics::Metrics::reload(&state.metrics.policy_reloads, true);
                 state.metrics.policy_reload_failing.set(0);
@@ -649,9 +633,10 @@ async fn reload_loop(
                 );
                 state.set_policies(set);
             }
-            PolicyReload::Failed(errors, fp) => {
-                if let Some(fp) = fp {
-                    policy_fp = fp;
+            PolicyReload::Failed(errors, digest) => {
+                // Remember the broken files, so they are reported once, not every interval.
+                if let Some(d) = digest {
+                    policy_digest = d;
                 }
                 state.metrics.policy_reload_failing.set(1);
                 let message = errors.to_string();
@@ -675,23 +660,23 @@ async fn reload_loop(
 
 enum PolicyReload {
     Unchanged,
-    Reloaded(PolicySet, [u8; 32]),
+    Reloaded(PolicySet),
     /// The errors, and the fingerprint of the broken sources when they could be read.
-    Failed(LoadErrors, Option<[u8; 32]>),
+    Failed(LoadErrors, Option<String>),
 }
 
-fn read_policies(path: &Path, current: [u8; 32]) -> PolicyReload {
+fn read_policies(path: &Path, current: &str) -> PolicyReload {
     let sources = match crate::policy_dir::read_sources(path) {
         Ok(s) => s,
         Err(e) => return PolicyReload::Failed(e, None),
     };
-    let fp = sources_fingerprint(&sources);
-    if fp == current {
+    let digest = PolicySet::digest_of(&sources);
+    if digest == current {
         return PolicyReload::Unchanged;
     }
     match PolicySet::from_sources(&sources) {
-        Ok(set) => PolicyReload::Reloaded(set, fp),
-        Err(e) => PolicyReload::Failed(e, Some(fp)),
+        Ok(set) => PolicyReload::Reloaded(set),
+        Err(e) => PolicyReload::Failed(e, Some(digest)),
     }
 }
 
